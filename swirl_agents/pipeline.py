@@ -70,21 +70,22 @@ class PipelineConfig(RecipeConfig):
     """SWiRL rounds; each generates with the latest policy and trains it further."""
     train_split: str = "train"
     """Split whose questions are used to generate training trajectories."""
-    train_questions: int = 500
+    train_questions: int = 200
     """Train questions per env and round (taken after the recipe's SFT questions when there are enough)."""
-    samples_per_question: int = 4
+    samples_per_question: int = 8
     """Trajectories sampled per train question."""
-    temperature: float = 1.0
-    """Sampling temperature for the generated trajectories."""
+    temperature: float = 0.5
+    """Sampling temperature for the generated trajectories (lower keeps a small policy's steps on track)."""
     strategy: str = "process"
     """Data filter: ``none``, ``outcome``, ``process`` (every step judged GOOD) or ``process+outcome``."""
     swirl_epochs: float = 3.0
     """Passes over a round's kept transitions (fewer steps when the filter keeps little data)."""
-    swirl_steps: int = 200
+    swirl_steps: int = 300
     """Most optimizer steps of a SWiRL round."""
-    learning_rate: float = 1e-3
-    """Peak learning rate of each SWiRL round (cosine decay, 5% warmup)."""
-    tokens_per_batch: int = 4096
+    learning_rate: float = 3e-4
+    """Peak learning rate of each SWiRL round (cosine decay, 5% warmup); a third of the SFT rate, so the
+    policy moves toward the kept steps without forgetting what the filter kept little of."""
+    tokens_per_batch: int = 2048
     """Padded tokens per SWiRL optimizer step."""
     baseline: str = "none"
     """Advantage baseline of the SWiRL loss (``none`` for process-filtered data: every kept step has reward 1)."""

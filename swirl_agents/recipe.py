@@ -7,11 +7,13 @@ Without a GPU or a hub, this recipe makes one from the environments themselves:
    questions of every env with ``base_mistake_rate`` of their steps wrong on purpose (an
    off-target search, a wrong expression, a premature or wrong answer).
 2. **Tokenizer.** A byte-level BPE fitted on those episodes and the search corpus, so entity
-   names are one to three tokens. Two choices matter for a small model: every digit is its own
-   token (a number copied from the question, from a tool result or into an expression is the
-   same token sequence everywhere), and every newline is its own pre-token, so that tokenising a
-   context segment by segment (the trainer's rule, :mod:`swirl_agents.training.data`) gives the
-   same ids as tokenising it whole (what the generating agent does).
+   names are one to three tokens. Two choices matter for a small model: every whole number up
+   to ``max_number`` is one token, the same token wherever it appears (after a space in the
+   question, after a tag in an expression, alone in a tool result), so copying a number is
+   copying one token (larger numbers are split in chunks); and every newline
+   is its own pre-token, so that tokenising a context segment by segment (the trainer's rule,
+   :mod:`swirl_agents.training.data`) gives the same ids as tokenising it whole (what the
+   generating agent does).
 3. **Model.** A small GPT-2 from a config whose first two layers start as a copying circuit
    (:func:`build_copy_model`). Multi-hop QA and maths are mostly copying: an entity name from the
    question into a query, a name from a search result into the next query or the answer, numbers
@@ -28,8 +30,8 @@ Without a GPU or a hub, this recipe makes one from the environments themselves:
 Example:
     >>> tok = train_recipe_tokenizer(["Question: 263 - 29?\\n\\nSubtract. <math_exp>263-29</math_exp>"] * 4,
     ...                              vocab_size=320)
-    >>> tok.convert_ids_to_tokens(tok("<math_exp>263</math_exp>")["input_ids"])
-    ['<math_exp>', '2', '6', '3', '</math_exp>']
+    >>> tok.convert_ids_to_tokens(tok("<math_exp>263*4</math_exp> 12345")["input_ids"])
+    ['<math_exp>', '263', '*', '4', '</math_exp>', 'Ġ', '1234', '5']
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class RecipeConfig:
 
     base_questions: int = 1500
     """Train questions per env that the reference agent plays for the SFT warm start."""
-    base_mistake_rate: float = 0.3
+    base_mistake_rate: float = 0.2
     """Share of the reference agent's steps that are deliberate mistakes in the SFT data."""
     vocab_size: int = 4096
     """Tokenizer vocabulary size (BPE fitted on the reference episodes and the search corpus)."""
@@ -80,16 +82,18 @@ class RecipeConfig:
     """Previous-token heads (layer 0) and induction heads (layer 1) wired in at initialisation; 0: plain random init."""
     max_positions: int = 2048
     """Longest sequence the tiny model handles, in tokens (a whole episode must fit)."""
-    sft_steps: int = 400
+    sft_steps: int = 1000
     """Optimizer steps of the SFT warm start."""
     sft_learning_rate: float = 3e-3
     """Peak learning rate of the SFT warm start (cosine decay, 5% warmup)."""
-    sft_tokens_per_batch: int = 4096
-    """Padded tokens per SFT optimizer step."""
+    sft_tokens_per_batch: int = 2048
+    """Padded tokens per SFT optimizer step (small batches, more steps: better for a tiny model on a CPU)."""
+    max_number: int = 2100
+    """Whole numbers from 0 to this (years included) are single tokens."""
 
 
-def train_recipe_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> Any:
-    """A byte-level BPE for swirl contexts: digits and newlines split, action tags one token each.
+def train_recipe_tokenizer(texts: Iterable[str], vocab_size: int = 4096, max_number: int = 2100) -> Any:
+    """A byte-level BPE for swirl contexts: numbers up to ``max_number`` and action tags one token each.
 
     Every string round-trips (``decode(encode(x)) == x``), and a context tokenised piece by piece
     at step boundaries gives the same ids as the whole string, because every boundary between a
@@ -97,7 +101,9 @@ def train_recipe_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> Any:
 
     Args:
         texts: Training texts (rendered episodes, corpus passages).
-        vocab_size: Target vocabulary size, tags and ``<s>``, ``</s>``, ``<pad>`` included.
+        vocab_size: Target vocabulary size of the BPE, tags and ``<s>``, ``</s>``, ``<pad>`` included.
+        max_number: Whole numbers ``0..max_number`` are added as tokens (beyond ``vocab_size``);
+            a longer digit run is cut into the longest such numbers, left to right.
 
     Returns:
         A ``PreTrainedTokenizerFast`` with bos, eos and pad tokens.
@@ -132,6 +138,8 @@ def train_recipe_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> Any:
     bpe.train_from_iterator(texts, trainer=trainer)
     # Not special: decoding with skip_special_tokens=True must keep the tags in the step text.
     bpe.add_tokens([AddedToken(t, normalized=False, special=False) for t in TAG_TOKENS])
+    # Added tokens are matched before the BPE, leftmost-longest: "1952" is one token, "12345" is "1234" "5".
+    bpe.add_tokens([AddedToken(str(n), normalized=False, special=False) for n in range(max_number + 1)])
     return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=BOS, eos_token=EOS, pad_token=PAD,
                                    clean_up_tokenization_spaces=False)
 
@@ -144,6 +152,8 @@ COPY_GAIN = 2.0
 """Output gain of the induction heads: how strongly the copied token is predicted before any training."""
 IDENTITY_NORM = 4.0
 """Norm of the random token-identity part of every embedding."""
+NUMBER_NORM = 3.0
+"""Norm of the direction shared by every number token (so attention can look for "a number")."""
 
 
 def build_copy_model(tokenizer: Any, *, n_layer: int = 2, n_embd: int = 192, n_head: int = 6, copy_heads: int = 2,
@@ -152,7 +162,8 @@ def build_copy_model(tokenizer: Any, *, n_layer: int = 2, n_embd: int = 192, n_h
 
     The residual stream is laid out in head-sized blocks: ``copy_heads`` blocks of token identity
     (random, tied input/output embeddings), one block of sinusoidal positions, ``copy_heads``
-    blocks that receive the previous token's identity, and free room. Previous-token head ``h`` of
+    blocks that receive the previous token's identity, and free room (where every number token
+    shares one direction, so that "attend to a number" is easy to learn). Previous-token head ``h`` of
     layer 0 attends from position m to m - 1 (its query is the position rotated back by one step,
     its key the position) and copies identity block ``h`` into previous-token block ``h``.
     Induction head ``h`` of layer 1 matches the current token's identity block against every
@@ -196,9 +207,22 @@ def build_copy_model(tokenizer: Any, *, n_layer: int = 2, n_embd: int = 192, n_h
         if copy_heads:
             with torch.no_grad():
                 _wire_copying(model, copy_heads, head)
+                _mark_numbers(model, tokenizer, (2 * copy_heads + 1) * head)
     for key, value in ids.items():
         setattr(model.generation_config, key, value)
     return model.eval()
+
+
+def _mark_numbers(model: Any, tokenizer: Any, first_free: int) -> None:
+    """Add one shared random direction, in the dims after the circuit's blocks, to every number token's embedding."""
+    import torch
+
+    numbers = [i for token, i in tokenizer.get_vocab().items() if token.isdigit()]
+    width = model.config.n_embd - first_free
+    if not numbers or width <= 0:
+        return
+    direction = torch.randn(width)
+    model.transformer.wte.weight[numbers, first_free:] += direction * (NUMBER_NORM / direction.norm())
 
 
 def _wire_copying(model: Any, k: int, head: int) -> None:
@@ -327,14 +351,15 @@ def build_base_policy(
         corpus += corpus_texts(env)
     episodes = list(read_episodes(episodes_path))
     reference_seconds = time.perf_counter() - start
-    tokenizer = train_recipe_tokenizer([ep.final_context() for ep in episodes] + corpus, recipe.vocab_size)
+    tokenizer = train_recipe_tokenizer([ep.final_context() for ep in episodes] + corpus, recipe.vocab_size,
+                                       recipe.max_number)
     model = build_copy_model(tokenizer, n_layer=recipe.n_layer, n_embd=recipe.n_embd, n_head=recipe.n_head,
                              copy_heads=recipe.copy_heads, max_positions=recipe.max_positions, seed=seed)
     transitions = [t for ep in episodes for t in decompose(ep)]
     config = TrainConfig(output_dir=str(out / "sft"), objective="sft", learning_rate=recipe.sft_learning_rate,
                          max_steps=recipe.sft_steps, warmup_steps=max(recipe.sft_steps // 20, 1),
                          max_tokens_per_batch=recipe.sft_tokens_per_batch, max_seq_len=recipe.max_positions,
-                         seed=seed, log_every=10, print_metrics=False)
+                         seed=seed, log_every=25, print_metrics=progress)
     _reset_metrics(out / "sft")
     result = train(config, transitions, model=model, tokenizer=tokenizer)
     info = {"recipe": dataclasses.asdict(recipe), "envs": list(envs), "episodes": len(episodes),

@@ -91,8 +91,9 @@ class PipelineConfig(RecipeConfig):
     """Advantage baseline of the SWiRL loss (``none`` for process-filtered data: every kept step has reward 1)."""
     kl_coef: float = 0.0
     """KL penalty to the round's starting policy; 0 disables it."""
-    eval_split: str = "test"
-    """Held-out split the policies are evaluated on (``dev`` for HotpotQA)."""
+    eval_split: str = ""
+    """Held-out split the policies are evaluated on; empty: each env's own (``test`` for the built-in world
+    and GSM8K, ``dev`` for HotpotQA, ...)."""
     eval_questions: int = 200
     """Held-out questions per env for evaluation."""
     eval_temperature: float = 0.0
@@ -321,8 +322,9 @@ def _evaluate_policy(config: PipelineConfig, run: Path, name: str, policy: str,
             results = {}
             for env_id in config.envs:
                 kwargs = env_kwargs_for(env_id, config.env_kwargs)
-                judge = _cached(run, reference_judge(gym.make(env_id, split=config.eval_split, **kwargs)))
-                result = evaluate(env_id, agent, out=folder / f"{env_id}.jsonl", split=config.eval_split,
+                split = eval_split(config, env_id)
+                judge = _cached(run, reference_judge(gym.make(env_id, split=split, **kwargs)))
+                result = evaluate(env_id, agent, out=folder / f"{env_id}.jsonl", split=split,
                                   num_questions=config.eval_questions, judge=judge, batch_size=config.batch_size,
                                   seed=config.seed, progress=config.progress, env_kwargs=kwargs)
                 results[env_id] = result.to_dict()
@@ -340,6 +342,22 @@ def _agent(config: PipelineConfig, policy: str, temperature: float, *, seed: int
 
     return TransformersAgent(policy, temperature=temperature, do_sample=temperature > 0, seed=seed,
                              batch_size=config.batch_size, max_new_tokens=config.max_new_tokens)
+
+
+def eval_split(config: PipelineConfig, env_id: str) -> str:
+    """The split ``env_id`` is evaluated on: ``config.eval_split``, else the data set's evaluation split.
+
+    Example:
+        >>> [eval_split(PipelineConfig(), e) for e in ("SwirlSynthQA-v0", "SwirlHotpot-v0", "SwirlGSM8K-v0")]
+        ['test', 'dev', 'test']
+    """
+    from swirl_env.data.loaders import DATASETS
+
+    if config.eval_split:
+        return config.eval_split
+    dataset = gym.registry[env_id].kwargs.get("dataset", "")
+    # The built-in world's env default is its train split (for play); its held-out questions are "test".
+    return next(iter(DATASETS[dataset])) if dataset in DATASETS else "test"
 
 
 def _round_questions(config: PipelineConfig, env: gym.Env, r: int) -> list[str]:

@@ -130,9 +130,11 @@ def write_report(run_dir: str | Path, metrics: Mapping[str, Any]) -> str:
     plot_evals(evals, run / "eval.png")
     plot_training(curves, run / "training.png")
     config = metrics.get("config", {})
+    splits = {env: result.get("split", "?") for per_env in evals.values() for env, result in per_env.items()}
+    split_text = ", ".join(f"{env}: {split}" for env, split in splits.items())
     lines = [
         "# SWiRL pipeline report", "",
-        f"Held-out evaluation ({config.get('eval_split', 'test')} split, {config.get('eval_questions', '?')} questions "
+        f"Held-out evaluation (split {split_text}; {config.get('eval_questions', '?')} questions "
         f"per env, temperature {config.get('eval_temperature', 0)}); process label accuracy is the share of the "
         "policy's steps the reference judge calls GOOD.", "",
         table, "", *delta_lines(evals), "",

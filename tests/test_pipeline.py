@@ -91,11 +91,17 @@ def test_config_errors_name_the_fix():
         PipelineConfig(strategy="process-filter")
 
 
-def test_gsm8k_tiny_setting_runs_end_to_end(tmp_path):
-    require_data("gsm8k/train.jsonl.gz")
-    require_data("gsm8k/test.jsonl")
-    config = PipelineConfig(run_dir=str(tmp_path), envs=("SwirlGSM8K-v0",), **SMALL)
+@pytest.mark.parametrize("env_id, files, split, judge", [
+    ("SwirlGSM8K-v0", ("gsm8k/train.jsonl.gz", "gsm8k/test.jsonl"), "test", "reference-math"),
+    ("SwirlHotpot-v0", ("hotpotqa/hotpot_train_subset.json", "hotpotqa/hotpot_dev_distractor_subset.json.gz",
+                        "wikipedia/hotpotqa_paragraphs.jsonl.gz"), "dev", "reference-qa"),
+])
+def test_real_data_env_runs_end_to_end(tmp_path, env_id, files, split, judge):
+    for name in files:
+        require_data(name)
+    config = PipelineConfig(run_dir=str(tmp_path), envs=(env_id,), **SMALL)
     result = run_pipeline(config)
-    ev = result.evals["round_1"]["SwirlGSM8K-v0"]
-    assert ev["episodes"] == config.eval_questions and ev["judge"] == "reference-math"
-    assert "| round_1 |" in (tmp_path / "report.md").read_text()
+    ev = result.evals["round_1"][env_id]
+    assert ev["episodes"] == config.eval_questions and ev["split"] == split and ev["judge"].startswith(judge)
+    report = (tmp_path / "report.md").read_text()
+    assert "| round_1 |" in report and f"{env_id}: {split}" in report

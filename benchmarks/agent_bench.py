@@ -1,17 +1,22 @@
 """Agent speed. Part "batched generation": TransformersAgent episodes/s, batched vs one episode at a time.
 
-    python benchmarks/agent_bench.py                      # 32 SwirlSynthQA-v0 episodes per setting
+    python benchmarks/agent_bench.py --threads 1          # 32 SwirlSynthQA-v0 sequential episodes per policy
     python benchmarks/agent_bench.py --episodes 64 --batch-size 16 --max-new-tokens 64
 
-The same tiny model plays the same episodes (same env seeds) twice in one run: ``batched`` keeps
+The same tiny model plays SwirlSynthQA-v0 episodes two ways in one run: ``batched`` keeps
 ``batch_size`` envs in lockstep and asks the agent for all their steps in one ``act_batch`` call;
-``sequential`` plays one episode after another with ``act``. Two policies:
+``sequential`` plays one episode after another with ``act``. Each way has its own agent (and prefix
+cache) over the one model. The two are interleaved, the one that has used less wall time going next,
+so both see the same load from other jobs on a shared machine (see :func:`measure`). Two policies:
 
 * ``random``: random weights writing ``max_new_tokens`` of garbage per step (malformed steps);
   generation-bound, contexts stay short.
 * ``scripted``: the same model rewired (:func:`swirl_agents.models.script_model`) to search at every
-  step, so each step appends five real retrieved paragraphs: prompt-bound, contexts grow to
-  the ~10k characters of a real 5-step QA episode.
+  step, so each step appends five real retrieved paragraphs: prompt-bound, contexts grow to ~5k
+  characters (~1,500 tokens) over a 5-step QA episode.
+
+Beside the throughputs it measures where the CPU goes (:func:`breakdown`): an episode's prompt work and a
+decoding step, each at batch 1 and at ``batch_size``, and one pass over an episode's last prompt.
 
 Writes ``benchmarks/results/agents.json`` and ``agents.md`` (with the command behind the numbers).
 """
@@ -19,15 +24,19 @@ Writes ``benchmarks/results/agents.json`` and ``agents.md`` (with the command be
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 
@@ -75,60 +84,165 @@ def training_texts(n_passages: int = 400) -> list[str]:
     return [ctx.render(start.split("\n\nQuestion: ")[0], "Which river?", steps)] + passages
 
 
-def play_sequential(agent: TransformersAgent, env_id: str, seeds: list[int]) -> list[str]:
-    """Play each episode to its end, one after another; return the final contexts."""
-    env, finals = gym.make(env_id), []
+class Ended(NamedTuple):
+    """An episode that ended: the prompts the agent saw, step by step, and the final context."""
+
+    prompts: list[str]
+    final: str
+
+
+def play_sequential(agent: TransformersAgent, env: gym.Env, seeds: list[int]) -> Iterator[list[Ended]]:
+    """Play each episode to its end, one after another; yield each episode when it ends."""
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
-        done = False
+        prompts, done = [], False
         while not done:
+            prompts.append(obs)
             obs, _, terminated, truncated, _ = env.step(agent.act(obs))
             done = terminated or truncated
-        finals.append(obs)
-    return finals
+        yield [Ended(prompts, obs)]
 
 
-def play_batched(agent: TransformersAgent, env_id: str, seeds: list[int], batch_size: int) -> list[str]:
-    """Play ``batch_size`` episodes in lockstep, one ``act_batch`` call per step; return the final contexts."""
-    envs, finals = [gym.make(env_id) for _ in range(batch_size)], []
-    for start in range(0, len(seeds), batch_size):
-        chunk = seeds[start : start + batch_size]
-        obs = {i: envs[i].reset(seed=s)[0] for i, s in enumerate(chunk)}
+def play_batched(agent: TransformersAgent, envs: list[gym.Env], seeds: list[int]) -> Iterator[list[Ended]]:
+    """Play ``len(envs)`` episodes in lockstep, cycling through ``seeds`` without end.
+
+    Yields after every ``act_batch`` call the episodes it ended (often none).
+    """
+    for start in itertools.count(0, len(envs)):
+        chunk = [seeds[(start + i) % len(seeds)] for i in range(len(envs))]
+        obs = {i: env.reset(seed=s)[0] for i, (env, s) in enumerate(zip(envs, chunk))}
+        prompts: dict[int, list[str]] = {i: [] for i in obs}
         while obs:
-            active = sorted(obs)
+            active, ended = sorted(obs), []
             for i, step in zip(active, agent.act_batch([obs[i] for i in active])):
+                prompts[i].append(obs[i])
                 obs[i], _, terminated, truncated, _ = envs[i].step(step)
                 if terminated or truncated:
-                    finals.append(obs.pop(i))
-    return finals
+                    ended.append(Ended(prompts[i], obs.pop(i)))
+            yield ended
 
 
-def measure(agent: TransformersAgent, cfg: BenchConfig, mode: str) -> dict:
+@dataclass
+class Clock:
+    """Time spent in one mode and the episodes it finished."""
+
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    ended: list[Ended] = field(default_factory=list)
+
+    def advance(self, run: Iterator[list[Ended]]) -> bool:
+        """Run ``run`` to its next yield, timed; ``False`` once it is exhausted."""
+        start, cpu_start = time.perf_counter(), time.process_time()
+        finished = next(run, None)
+        self.seconds += time.perf_counter() - start
+        self.cpu_seconds += time.process_time() - cpu_start
+        self.ended += finished or []
+        return finished is not None
+
+
+def measure(agents: dict[str, TransformersAgent], cfg: BenchConfig) -> dict[str, Clock]:
+    """Interleave the two modes, giving the next turn to the one that has used less wall time so far.
+
+    ``sequential`` plays ``cfg.episodes`` episodes; ``batched`` cycles through the same seeds
+    meanwhile, then finishes its lockstep chunk. Both modes see the same machine load, so other
+    jobs on a shared machine disturb their ratio far less than running one mode after the other.
+    """
     seeds = list(range(cfg.seed, cfg.seed + cfg.episodes))
-    start, cpu_start = time.perf_counter(), time.process_time()
-    if mode == "batched":
-        finals = play_batched(agent, cfg.env_id, seeds, cfg.batch_size)
-    else:
-        finals = play_sequential(agent, cfg.env_id, seeds)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    tokens = [len(agent.tokenizer(f)["input_ids"]) for f in finals]
-    return {"mode": mode, "episodes": len(finals), "seconds": round(seconds, 3),
-            "episodes_per_s": round(len(finals) / seconds, 4), "cpu_seconds": round(cpu_seconds, 3),
-            "episodes_per_cpu_s": round(len(finals) / cpu_seconds, 4),
+    runs = {"batched": play_batched(agents["batched"], [gym.make(cfg.env_id) for _ in range(cfg.batch_size)], seeds),
+            "sequential": play_sequential(agents["sequential"], gym.make(cfg.env_id), seeds)}
+    clocks = {mode: Clock() for mode in runs}
+    while runs["sequential"] is not None:
+        mode = min(runs, key=lambda m: clocks[m].seconds)
+        if not clocks[mode].advance(runs[mode]):
+            runs["sequential"] = None  # only the sequential run ends
+    while not clocks["batched"].ended or len(clocks["batched"].ended) % cfg.batch_size:  # finish the chunk
+        clocks["batched"].advance(runs["batched"])
+    return clocks
+
+
+def summarise(policy: str, mode: str, clock: Clock, tokenizer: Any) -> dict:
+    """One row of results: throughput per wall and per CPU second, and the size of the final contexts."""
+    finals = [e.final for e in clock.ended]
+    tokens = [len(tokenizer(f)["input_ids"]) for f in finals]
+    return {"policy": policy, "mode": mode, "episodes": len(finals), "seconds": round(clock.seconds, 3),
+            "episodes_per_s": round(len(finals) / clock.seconds, 4), "cpu_seconds": round(clock.cpu_seconds, 3),
+            "episodes_per_cpu_s": round(len(finals) / clock.cpu_seconds, 4),
             "mean_final_context_chars": round(sum(map(len, finals)) / len(finals)),
             "mean_final_context_tokens": round(sum(tokens) / len(tokens))}
 
 
-def build_agents(cfg: BenchConfig, folder: Path) -> dict[str, TransformersAgent]:
+def cpu_ms(fn: Callable[[], Any], repeats: int = 3) -> float:
+    """Median process CPU milliseconds of ``fn()`` over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return statistics.median(times) * 1000
+
+
+def decode_step_ms(agent: TransformersAgent, prompts: list[str]) -> float:
+    """CPU milliseconds of one decoding step for ``prompts``: a full call minus a one-token call, per extra step.
+
+    The prompts are cached first, so both calls prefill one token; the per-call work (tokenising,
+    cache copies) is in both and drops out.
+    """
+    agent.complete(prompts, max_new_tokens=1, stop=())
+    first = cpu_ms(lambda: agent.complete(prompts, max_new_tokens=1, stop=()))
+    per_step = []
+    for _ in range(3):
+        start = time.process_time()
+        steps = max(c.completion_tokens for c in agent.complete(prompts, stop=()))
+        per_step.append(((time.process_time() - start) * 1000 - first) / max(steps - 1, 1))
+    return statistics.median(per_step)
+
+
+def prompt_work_ms(agent: TransformersAgent, episodes: list[Ended], batch: int) -> float:
+    """CPU milliseconds per episode of the agent's prompt work alone: the episodes' prompts replayed
+    step by step with one new token each, ``batch`` episodes side by side, from an empty prefix cache."""
+    agent.clear_cache()
+    start = time.process_time()
+    for first in range(0, len(episodes), batch):
+        group = episodes[first : first + batch]
+        for step in range(max(len(e.prompts) for e in group)):
+            agent.complete([e.prompts[step] for e in group if step < len(e.prompts)], max_new_tokens=1, stop=())
+    return (time.process_time() - start) * 1000 / len(episodes)
+
+
+def breakdown(agent: TransformersAgent, ended: list[Ended], cfg: BenchConfig) -> dict:
+    """Where an episode's CPU goes, at batch 1 and at ``batch_size``, measured on ``batch_size`` episodes of this run.
+
+    ``prompt_work_ms``: the agent's prompt work per episode (:func:`prompt_work_ms`).
+    ``prompt_pass_ms``: one forward pass over an episode's last prompt alone (median): the arithmetic
+    that any exact reuse of earlier steps must still do. ``decode_step_ms``: one decoding step
+    (:func:`decode_step_ms`, copies of one last prompt).
+    """
+    import torch
+
+    episodes = ended[: cfg.batch_size]
+    with torch.inference_mode():
+        passes = [cpu_ms(lambda x=agent.tokenizer(e.prompts[-1], return_tensors="pt")["input_ids"]:
+                         agent.model(input_ids=x, logits_to_keep=1), repeats=1) for e in episodes]
+    batches = (1, cfg.batch_size)
+    return {"prompt_work_ms": {str(b): round(prompt_work_ms(agent, episodes, b), 3) for b in batches},
+            "prompt_pass_ms": round(statistics.median(passes), 3),
+            "decode_step_ms": {str(b): round(decode_step_ms(agent, episodes[0].prompts[-1:] * b), 3) for b in batches},
+            "decode_context_tokens": len(agent.tokenizer(episodes[0].prompts[-1])["input_ids"])}
+
+
+def build_agents(cfg: BenchConfig, folder: Path) -> dict[str, dict[str, TransformersAgent]]:
+    """Per policy, an agent per mode: one model, two prefix caches."""
     path = make_tiny_policy(folder, training_texts(), n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=4, seed=cfg.seed)
     agents = {}
     for policy in cfg.policies.split(","):
-        agent = TransformersAgent(path, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, batch_size=cfg.batch_size)
+        first = TransformersAgent(path, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, batch_size=cfg.batch_size)
         if policy == "scripted":
-            script_model(agent.model, agent.tokenizer, SCRIPT)
+            script_model(first.model, first.tokenizer, SCRIPT)
         elif policy != "random":
             raise ValueError(f"expected policies from 'random', 'scripted', actual {policy!r}")
-        agents[policy] = agent
+        second = TransformersAgent(first.model, first.tokenizer, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                                   batch_size=cfg.batch_size)
+        agents[policy] = {"batched": first, "sequential": second}
     return agents
 
 
@@ -154,28 +268,67 @@ def provenance(cfg: BenchConfig) -> dict:
             "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()}}
 
 
+def cost_lines(report: dict) -> list[str]:
+    """Markdown: where an episode's CPU goes in each mode, a table and a sentence per policy."""
+    b = str(report["config"]["batch_size"])
+    lines = [f"| policy | CPU ms per episode: sequential / batched | prompt work per episode: batch 1 / {b} | "
+             f"one pass over the last prompt | decoding step: batch 1 / {b} (context tokens) |",
+             "|---|---|---|---|---|"]
+    notes = []
+    for policy, f in report["breakdown"].items():
+        ms = {r["mode"]: 1000 / r["episodes_per_cpu_s"] for r in report["results"] if r["policy"] == policy}
+        work, step = f["prompt_work_ms"], f["decode_step_ms"]
+        lines.append(f"| {policy} | {ms['sequential']:.1f} / {ms['batched']:.1f} | {work['1']:.1f} / {work[b]:.1f} | "
+                     f"{f['prompt_pass_ms']:.1f} | {step['1']:.2f} / {step[b]:.2f} ({f['decode_context_tokens']}) |")
+        notes.append(f"`{policy}`: prompt work is {work[b]:.0f} of the {ms['batched']:.0f} ms of a batched episode "
+                     f"and shrinks {work['1'] / work[b]:.1f}x with batching; a decoding step for {b} rows costs "
+                     f"{step[b]:.2f} ms against {b} x {step['1']:.2f} ms one at a time "
+                     f"({int(b) * step['1'] / step[b]:.1f}x).")
+    return lines + [""] + notes
+
+
 def write_markdown(report: dict, path: Path) -> None:
-    cfg = report["config"]
+    cfg, machine = report["config"], report["machine"]
     lines = ["# Agent benchmarks: batched generation", "",
              f"`{report['command']}` (commit `{report['git_commit'][:10] or 'unknown'}`, "
-             f"{report['machine']['cpus']} CPUs, {report['machine']['torch_threads']} torch threads)", "",
-             f"Tiny Llama ({cfg['n_layer']} layers, hidden {cfg['n_embd']}), {cfg['episodes']} `{cfg['env_id']}` "
-             f"episodes per row, max {cfg['max_new_tokens']} new tokens per step, batch {cfg['batch_size']}.", "",
-             "| policy | mode | episodes/s | seconds | episodes per CPU-second | final context (chars / tokens) |",
-             "|---|---|---|---|---|---|"]
+             f"{machine['cpus']} CPUs, {machine['torch_threads']} torch threads, 1-minute load average "
+             f"{report['load_average_1min']['start']:.1f} at the start of the run and "
+             f"{report['load_average_1min']['end']:.1f} at its end)", "",
+             f"Tiny Llama ({cfg['n_layer']} layers, hidden {cfg['n_embd']}), `{cfg['env_id']}`, max "
+             f"{cfg['max_new_tokens']} new tokens per step, batch {cfg['batch_size']}. The two modes run "
+             f"interleaved in one process, each turn going to the one that has used less wall time: "
+             f"`sequential` plays {cfg['episodes']} episodes, `batched` as many lockstep chunks as fit "
+             f"in the same time.", "",
+             "| policy | mode | episodes | episodes/s | seconds | episodes per CPU-second | "
+             "final context (chars / tokens) |", "|---|---|---|---|---|---|---|"]
     for r in report["results"]:
-        lines.append(f"| {r['policy']} | {r['mode']} | {r['episodes_per_s']:.2f} | {r['seconds']:.1f} | "
-                     f"{r['episodes_per_cpu_s']:.2f} | {r['mean_final_context_chars']} / {r['mean_final_context_tokens']} |")
+        lines.append(f"| {r['policy']} | {r['mode']} | {r['episodes']} | {r['episodes_per_s']:.2f} | "
+                     f"{r['seconds']:.1f} | {r['episodes_per_cpu_s']:.2f} | "
+                     f"{r['mean_final_context_chars']} / {r['mean_final_context_tokens']} |")
     lines += ["", "Speed-up of batched over sequential (wall clock): " +
               ", ".join(f"{p} {s:.1f}x" for p, s in report["speedup"].items()),
               "Speed-up in episodes per CPU-second (less sensitive to other load on a shared machine): " +
               ", ".join(f"{p} {s:.1f}x" for p, s in report["speedup_cpu"].items()), "",
-              "Why the gain depends on the policy: on CPU, batching amortises the per-token Python and "
-              "dispatch cost of a decoding step, which dominates a tiny model writing long steps (`random`). "
-              "The prompt pass costs the same arithmetic batched or not, and each batched decoding step reads "
-              "every row's KV cache, so episodes dominated by long prompts and short steps (`scripted`: five "
-              "retrieved paragraphs per step) gain less (no GPU was available to measure that case).", ""]
+              "## Where the time goes", "", *cost_lines(report), "", WHY, ""]
     path.write_text("\n".join(lines))
+
+
+WHY = """Prompt work is each step's prompt through the agent with one new token (tokenising the
+whole context, prefilling what the prefix cache lacks, copying cached keys), the episodes' recorded
+prompts replayed from an empty cache; one pass over the last prompt is the arithmetic any exact
+reuse of earlier steps must still do. Both modes run the same code: the prefix cache (each step
+prefills only the tokens after its longest common token prefix with the step before), one decoding
+loop with a vectorised stop-string check, inverse-CDF sampling. Batching shares what a forward pass
+costs whatever its batch, Python and dispatch in every layer (about a millisecond per pass for this
+model: the batch-1 decoding step). On one CPU thread it cannot share arithmetic that grows with the
+rows. A padded prompt pass does the same arithmetic as its rows one by one, so prompt work barely
+shrinks: it bounds `scripted` (five paragraphs appended per step, steps of a few tokens). A batched
+decoding step attends over every row's cache (about 8 ns per cached key and head on this CPU, at
+batch 1 as at batch 16) and computes every row's logits and sample, so it costs two to three times a
+batch-1 step, not the same: that bounds `random` (64 tokens per step). `random` also re-prefills the
+steps it wrote: the environment strips a step's leading space, so the step re-tokenises differently
+from the tokens that wrote it and only the previous prompt is reused. On a GPU the rows of a forward
+pass run in parallel and neither bound applies; no GPU was available to this run."""
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -187,15 +340,21 @@ def main(argv: list[str] | None = None) -> dict:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    results = []
+    results, costs, load_start = [], {}, os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
-        for policy, agent in build_agents(cfg, Path(folder)).items():
-            agent.act_batch([ctx.render_start("Warm up.", "Who?")] * 2)
-            for mode in ("batched", "sequential"):
-                results.append({"policy": policy, **measure(agent, cfg, mode)})
+        for policy, agents in build_agents(cfg, Path(folder)).items():
+            for agent in agents.values():
+                agent.act_batch([ctx.render_start("Warm up.", "Who?")] * 2)
+                agent.clear_cache()
+            clocks = measure(agents, cfg)
+            for mode, clock in clocks.items():
+                results.append(summarise(policy, mode, clock, agents[mode].tokenizer))
                 print(json.dumps(results[-1]), flush=True)
-    report = {**provenance(cfg), "results": results, "speedup": speedups(results, "episodes_per_s"),
-              "speedup_cpu": speedups(results, "episodes_per_cpu_s")}
+            costs[policy] = breakdown(agents["sequential"], clocks["sequential"].ended, cfg)
+            print(json.dumps({policy: costs[policy]}), flush=True)
+    load = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
+    report = {**provenance(cfg), "load_average_1min": load, "results": results, "breakdown": costs,
+              "speedup": speedups(results, "episodes_per_s"), "speedup_cpu": speedups(results, "episodes_per_cpu_s")}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "agents.json").write_text(json.dumps(report, indent=2) + "\n")
     write_markdown(report, RESULTS / "agents.md")

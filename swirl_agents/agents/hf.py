@@ -2,8 +2,13 @@
 
 :class:`TransformersAgent` renders each observation with :func:`swirl_agents.prompting.render_prompt`
 (the one rendering the trainer uses too), generates until the first closing action tag, and cuts
-there, so one call is one step. Many observations go through one ``generate`` call per batch:
-prompts are sorted by length, left-padded and stopped row by row.
+there, so one call is one step. Many observations go through one decoding loop per batch: prompts
+are sorted by length, left-padded and stopped row by row.
+
+Consecutive steps of an episode share most of their context (each is the previous one plus a step
+and a tool result), so the agent keeps the KV cache of recent prompts and of what it generated after
+them (:class:`PrefixCache`) and prefills only the tokens after the longest common token prefix. The
+token ids are always those of tokenising the whole prompt; only the work is reused.
 
 Tokenisation rule shared with training: a prompt rendered by a chat template is tokenised with
 ``add_special_tokens=False`` (the template writes its own BOS), a raw context with the tokenizer's
@@ -12,10 +17,11 @@ defaults.
 
 from __future__ import annotations
 
-import copy
+import functools
 import os
 import warnings
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,8 @@ class Completion:
     """The stop string that ended the text, ``None`` otherwise."""
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    """Prompt tokens whose keys and values came from the prefix cache instead of a forward pass."""
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, str | None]:
@@ -55,139 +63,229 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, str | None]:
     return text[: start + len(match)], match or None
 
 
-def _stop_criteria_class():
-    from transformers import StoppingCriteria
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token id sequences.
 
-    class StopOnStrings(StoppingCriteria):
-        """Stops each row once its newly generated tail contains a stop string.
+    Example:
+        >>> common_prefix([1, 2, 3, 4], [1, 2, 9]), common_prefix([1, 2], [1, 2, 3])
+        (2, 2)
+    """
+    import numpy as np
 
-        Only the last few tokens are decoded at every step (enough to hold the longest stop
-        string), so the cost does not grow with the sequence.
-        """
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))  # vectorised: contexts run to thousands of tokens
+    return int(differ[0]) if differ.size else n
 
-        def __init__(self, tokenizer: Any, stop: Sequence[str], prompt_len: int, batch: int, device: Any):
-            import torch
 
-            self.tokenizer, self.stop, self.prompt_len = tokenizer, tuple(s for s in stop if s), prompt_len
-            self.window = max(len(s) for s in self.stop) + 1
-            self.done = torch.zeros(batch, dtype=torch.bool, device=device)
-            self.stopped_at = [0] * batch
+def sample_tokens(logits: Any, temperature: float, top_p: float, generator: Any) -> Any:
+    """One token per row of ``logits`` (B, V) from ``softmax(logits / temperature)`` within the top-``top_p`` mass.
 
-        def __call__(self, input_ids, scores, **kwargs):
-            n_new = input_ids.shape[1] - self.prompt_len
-            rows = (~self.done).nonzero().flatten().tolist()
-            if n_new <= 0 or not rows:
-                return self.done.clone()
-            tails = self.tokenizer.batch_decode(input_ids[rows, -min(self.window, n_new):], skip_special_tokens=True)
+    Inverse-CDF sampling: one uniform number per row, from ``generator`` (so a seed reproduces steps
+    without touching torch's global random state), located in the cumulative probabilities. A CPU
+    batch costs a quarter of the Gumbel-max trick, which draws a random number per vocabulary entry.
+    """
+    import torch
+
+    scores, order = logits.float(), None
+    if temperature != 1.0:
+        scores = scores / temperature
+    if top_p < 1.0:
+        scores, order = scores.sort(dim=-1, descending=True)
+    probs = scores.softmax(dim=-1)
+    if order is not None:  # keep the smallest prefix of the ranking that holds top_p of the mass
+        probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p, 0.0)
+    cdf = probs.cumsum(dim=-1)
+    # 1 - U lies in (0, 1], so the target lies in (0, total]: a token of zero probability is never hit.
+    target = (1.0 - torch.rand((len(cdf), 1), generator=generator, device=cdf.device)) * cdf[:, -1:]
+    picks = torch.searchsorted(cdf, target)  # (B, 1)
+    return (picks if order is None else order.gather(-1, picks)).squeeze(-1)
+
+
+def can_end(token_text: str, stop: Sequence[str]) -> bool:
+    """Whether a token decoded alone as ``token_text`` can complete one of ``stop``.
+
+    It can if its text holds a stop string or begins with the end of one. A token holding part of a
+    character (decoded alone as ``"\\ufffd"``) can only complete a stop string that is not ASCII.
+
+    Example:
+        >>> can_end("r>\\n", ["</answer>"]), can_end("x>", ["</answer>"]), can_end("a</answer>b", ["</answer>"])
+        (True, False, True)
+    """
+    if "\ufffd" in token_text and not all(s.isascii() for s in stop):
+        return True
+    # Sentencepiece drops the leading space of a token decoded alone ("\u2581of" -> "of"), not in context.
+    texts = (token_text, " " + token_text)
+    return any(s in t or any(t.startswith(s[-k:]) for k in range(1, len(s))) for s in stop for t in texts)
+
+
+class StopStrings:
+    """Finds, at each decoding step, the rows whose new text has just come to hold a stop string.
+
+    Only rows whose newest token can complete a stop string (:func:`can_end`, looked up in a table
+    over the vocabulary) are decoded, and only their last few tokens: a step with no candidate costs
+    one table look-up for the whole batch.
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], vocab_size: int, device: Any):
+        import torch
+
+        self.tokenizer, self.stop = tokenizer, tuple(s for s in stop if s)
+        self.window = max(len(s.encode()) for s in self.stop) + 1  # in tokens: each token holds a byte or more
+        texts = tokenizer.batch_decode([[i] for i in range(min(len(tokenizer), vocab_size))], skip_special_tokens=True)
+        able = [can_end(t, self.stop) for t in texts]
+        self.can_end = torch.zeros(vocab_size, dtype=torch.bool)
+        self.can_end[: len(able)] = torch.tensor(able, dtype=torch.bool)
+        self.can_end = self.can_end.to(device)
+
+    def hits(self, tokens: Any, step: int, live: Any) -> Any:
+        """Which rows of ``live`` (B,) hold a stop string in ``tokens[:, : step + 1]`` ending at ``step``."""
+        hit = self.can_end[tokens[:, step]] & live
+        rows = hit.nonzero().flatten().tolist()
+        if rows:
+            tails = self.tokenizer.batch_decode(tokens[rows, max(0, step + 1 - self.window) : step + 1],
+                                                skip_special_tokens=True)
             for row, tail in zip(rows, tails):
-                if any(s in tail for s in self.stop):
-                    self.done[row], self.stopped_at[row] = True, n_new
-            return self.done.clone()
-
-    return StopOnStrings
+                hit[row] = any(s in tail for s in self.stop)
+        return hit
 
 
-def _sampler_class():
-    from transformers import LogitsProcessor
+@dataclass(frozen=True)
+class CachedContext:
+    """The token ids of one prompt and its continuation, with their keys and values in every layer."""
 
-    class GumbelSampler(LogitsProcessor):
-        """Makes greedy decoding sample from ``softmax(logits / temperature)`` restricted to the top-``top_p`` mass.
-
-        The argmax of logits plus Gumbel noise is an exact sample (the Gumbel-max trick). It costs a
-        fifth of ``torch.multinomial`` on a CPU batch, and draws from its own seeded generator, so
-        a seed reproduces steps without touching torch's global random state.
-        """
-
-        def __init__(self, temperature: float, top_p: float, generator: Any):
-            self.temperature, self.top_p, self.generator = temperature, top_p, generator
-
-        def __call__(self, input_ids: Any, scores: Any) -> Any:  # scores: (B, V)
-            import torch
-
-            scores = scores.float() / self.temperature
-            if self.top_p < 1.0:
-                ranked, order = scores.sort(dim=-1, descending=True)
-                probs = ranked.softmax(dim=-1)
-                outside = probs.cumsum(dim=-1) - probs > self.top_p  # keeps the smallest prefix holding top_p
-                scores = scores.scatter(-1, order, ranked.masked_fill(outside, float("-inf")))
-            uniform = torch.rand(scores.shape, generator=self.generator, device=scores.device).clamp_(min=1e-20)
-            return scores - torch.log(-torch.log(uniform))
-
-    return GumbelSampler
+    ids: list[int]
+    keys: list[Any]
+    """Per layer, a (heads, len(ids), head_dim) tensor."""
+    values: list[Any]
 
 
-def _growing_layer_class():
+class PrefixCache:
+    """The KV caches of the last ``capacity`` prompts, keyed by prompt text; the least recently used go first.
+
+    A new prompt looks for the longest cached prompt text it starts with (an episode's previous step),
+    then reuses that entry's keys and values up to their longest common token prefix. Memory is
+    ``capacity`` contexts' worth of KV cache; ``capacity=0`` keeps nothing.
+
+    Example:
+        >>> cache = PrefixCache(1)
+        >>> cache.store("Q: a", CachedContext([5, 6, 7], [], []))
+        >>> entry, n = cache.lookup("Q: a, b", [5, 6, 8, 9])
+        >>> entry.ids, n
+        ([5, 6, 7], 2)
+        >>> cache.store("Q: z", CachedContext([1], [], [])); len(cache), cache.lookup("Q: a, b", [5])[0]
+        (1, None)
+    """
+
+    def __init__(self, capacity: int):
+        if capacity < 0:
+            raise ValueError(f"expected a prefix cache capacity >= 0, actual {capacity}")
+        self.capacity = capacity
+        self._entries: OrderedDict[str, CachedContext] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        self._entries.clear()
+
+    def lookup(self, text: str, ids: Sequence[int]) -> tuple[CachedContext | None, int]:
+        """The entry of the longest cached prompt that ``text`` extends, and how many of ``ids`` it covers."""
+        key = max((k for k in self._entries if text.startswith(k)), key=len, default=None)
+        if key is None:
+            return None, 0
+        self._entries.move_to_end(key)
+        entry = self._entries[key]
+        return entry, common_prefix(entry.ids, ids)
+
+    def store(self, text: str, entry: CachedContext) -> None:
+        """Keep ``entry`` as the cache of prompt ``text``, dropping the least recently used beyond capacity."""
+        if self.capacity == 0:
+            return
+        self._entries[text] = entry
+        self._entries.move_to_end(text)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+
+@functools.cache  # one class: building it per call would cost more than the cache saves
+def _buffer_layer_class():
     from transformers.cache_utils import DynamicLayer
 
-    class GrowingLayer(DynamicLayer):
-        """A :class:`DynamicLayer` that writes new keys into a buffer sized for the whole generation.
+    class BufferLayer(DynamicLayer):
+        """A :class:`DynamicLayer` that writes new keys into preallocated buffers instead of concatenating.
 
-        ``DynamicLayer`` concatenates, copying the batch's whole cache at every token; here each
-        token writes one slot, and ``keys``/``values`` are views of the filled part.
+        ``DynamicLayer`` copies the whole batch's cache at every token; here a token writes one slot,
+        and ``keys``/``values`` are views of the filled part. The buffers may be views of a larger
+        batch buffer: a row prefilled alone writes straight into its place in the batch.
         """
 
-        def __init__(self, keys: Any, values: Any, capacity: int):
+        def __init__(self, keys: Any, values: Any, filled: int):  # keys, values: (B, heads, capacity, head_dim)
             super().__init__()
             self.lazy_initialization(keys, values)
-            self._k = keys.new_zeros((*keys.shape[:2], capacity, keys.shape[-1]))
-            self._v = values.new_zeros((*values.shape[:2], capacity, values.shape[-1]))
-            self._n = 0
-            self.update(keys, values)
+            self._k, self._v, self._n = keys, values, filled
+            self.keys, self.values = keys[:, :, :filled], values[:, :, :filled]
 
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-            import torch
-
             n = key_states.shape[-2]
-            if self._n + n > self._k.shape[-2]:  # more tokens than planned: grow by doubling
-                self._k = torch.cat([self._k, torch.zeros_like(self._k)], dim=-2)
-                self._v = torch.cat([self._v, torch.zeros_like(self._v)], dim=-2)
             self._k[:, :, self._n : self._n + n] = key_states
             self._v[:, :, self._n : self._n + n] = value_states
             self._n += n
             self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
             return self.keys, self.values
 
-    return GrowingLayer
+    return BufferLayer
 
 
-def prefill_rows(model: Any, batch: list[list[int]], width: int, n_new: int) -> Any:
-    """Run each prompt but its last token alone; merge the caches, left-padded to ``width - 1``.
+def _buffer_cache(keys: list[Any], values: list[Any], filled: int) -> Any:
+    """A :class:`~transformers.DynamicCache` over per-layer buffers whose first ``filled`` slots hold keys."""
+    from transformers import DynamicCache
 
-    On CPU, attention over a padded batch takes the masked (math) kernel, quadratic in memory; each
-    unpadded prompt takes the fast causal kernel, so prefilling row by row and decoding as a batch
-    is faster for long, uneven contexts. The merged cache has room for ``n_new`` more tokens.
-    Returns ``None`` for models whose cache is not a plain :class:`~transformers.DynamicCache`
-    (sliding windows, hybrids): those prefill as one padded batch.
+    layer_class, cache = _buffer_layer_class(), DynamicCache()
+    cache.layers = [layer_class(k, v, filled) for k, v in zip(keys, values)]
+    return cache
+
+
+def kv_layout(model: Any) -> list[tuple[int, int]] | None:
+    """Each layer's (KV heads, head size); ``None`` if the cache is not a plain :class:`~transformers.DynamicCache`.
+
+    Found by running one token. Models with sliding windows or hybrid layers return ``None``: they
+    prefill as one padded batch, without prefix reuse.
     """
     import torch
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
-    per_row = []
-    for ids in batch:
-        if len(ids) < 2:
-            per_row.append(None)
-            continue
-        cache = model(input_ids=torch.tensor([ids[:-1]], device=model.device), use_cache=True,
+    with torch.inference_mode():
+        cache = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=model.device), use_cache=True,
                       logits_to_keep=1).past_key_values
-        if not isinstance(cache, DynamicCache) or any(type(layer) is not DynamicLayer for layer in cache.layers):
-            return None
-        per_row.append(cache)
-    template = next((c for c in per_row if c is not None), None)
-    if template is None:
+    if not isinstance(cache, DynamicCache) or any(type(layer) is not DynamicLayer for layer in cache.layers):
         return None
-    merged, layer_class = DynamicCache(), _growing_layer_class()
-    merged.layers = []
-    for i, layer in enumerate(template.layers):
-        keys = layer.keys.new_zeros((len(batch), layer.keys.shape[1], width - 1, layer.keys.shape[-1]))
-        values = layer.values.new_zeros((len(batch), layer.values.shape[1], width - 1, layer.values.shape[-1]))
-        for row, cache in enumerate(per_row):
-            if cache is not None:
-                n = cache.layers[i].keys.shape[-2]  # (1, heads, n, head_dim)
-                keys[row, :, width - 1 - n :] = cache.layers[i].keys[0]
-                values[row, :, width - 1 - n :] = cache.layers[i].values[0]
-        merged.layers.append(layer_class(keys, values, width + n_new))
-    return merged
+    return [(layer.keys.shape[1], layer.keys.shape[-1]) for layer in cache.layers]
+
+
+def prefill_runs(uncached: Sequence[int], mode: str, waste: float = 0.25) -> list[range]:
+    """Split rows, sorted by uncached tokens (most first), into runs that each share one padded forward pass.
+
+    ``"batch"``: one run. ``"rows"``: a run per row (no padding at all). ``"similar"``: a run grows
+    while padding every row to its first (longest) costs at most ``waste`` more than the real
+    tokens; on CPU padding costs as much as real tokens, while each pass costs a fixed overhead.
+
+    Example:
+        >>> prefill_runs([40, 38, 35, 9, 8, 2], "similar")
+        [range(0, 3), range(3, 5), range(5, 6)]
+        >>> prefill_runs([40, 38, 35], "batch"), prefill_runs([40, 38], "rows")
+        ([range(0, 3)], [range(0, 1), range(1, 2)])
+    """
+    if mode == "batch":
+        return [range(len(uncached))]
+    runs, start = [], 0
+    for row in range(1, len(uncached) + 1):
+        real = sum(uncached[start : row + 1])
+        if mode == "rows" or row == len(uncached) or (row + 1 - start) * uncached[start] > (1 + waste) * real:
+            runs.append(range(start, row))
+            start = row
+    return runs
 
 
 def load_model(model: Any, tokenizer: Any = None, *, device: Any = None, dtype: Any = None) -> tuple[Any, Any, str]:
@@ -224,6 +322,23 @@ def load_model(model: Any, tokenizer: Any = None, *, device: Any = None, dtype: 
     return model.eval(), tokenizer, model_id
 
 
+@dataclass
+class _Batch:
+    """One batch of prompts on its way through prefill and decoding, left-padded to ``width``."""
+
+    index: list[int]
+    """Where each row's prompt was in the :meth:`TransformersAgent.complete` call."""
+    texts: list[str]
+    ids: list[list[int]]
+    reused: list[int]
+    """Leading tokens of each prompt whose keys and values come from the prefix cache."""
+    entries: list[CachedContext | None]
+
+    @property
+    def width(self) -> int:
+        return max(len(x) for x in self.ids)
+
+
 class TransformersAgent:
     """A policy (and text generator) running a Hugging Face causal LM locally, batched.
 
@@ -234,11 +349,18 @@ class TransformersAgent:
         temperature, top_p, do_sample: Sampling; ``do_sample=False`` or ``temperature=0`` is greedy.
         seed: Makes sampling reproducible: generate call ``i`` of this agent samples with a
             ``torch.Generator`` seeded ``seed + i`` (global random state is untouched).
-        batch_size: Prompts per ``generate`` call.
+        batch_size: Prompts per decoding loop.
         chat: Use the chat template (``None``: when the tokenizer has one), as in ``render_prompt``.
         device, dtype: Where and in what precision a model loaded from a path runs.
-        prefill: ``"batch"`` (one padded forward pass), ``"rows"`` (each prompt alone, then decode
-            as a batch: see :func:`prefill_rows`) or ``"auto"`` (rows on CPU, batch on GPU).
+        prefill: How the prompts' uncached tokens are run: ``"batch"`` (one padded forward pass),
+            ``"rows"`` (each prompt alone, written into the batch's cache) or ``"auto"``: on CPU,
+            where padding costs as much as real tokens, prompts of similar uncached length share a
+            pass (:func:`prefill_runs`); on GPU, one pass.
+        prefix_cache: Prompts whose KV cache is kept for reuse by a prompt that extends them (an
+            episode's next step), least recently used dropped first; ``0``: off; ``None``: twice the
+            most prompts one call has had (at least ``2 * batch_size``), so lockstep episodes always
+            find their previous step. The cache is dropped when the model's weights change. See
+            :class:`PrefixCache`.
 
     Example:
         >>> import tempfile
@@ -253,7 +375,8 @@ class TransformersAgent:
 
     def __init__(self, model: Any, tokenizer: Any = None, *, max_new_tokens: int = 256, temperature: float = 1.0,
                  top_p: float = 1.0, do_sample: bool = True, seed: int | None = None, batch_size: int = 16,
-                 chat: bool | None = None, device: Any = None, dtype: Any = None, prefill: str = "auto"):
+                 chat: bool | None = None, device: Any = None, dtype: Any = None, prefill: str = "auto",
+                 prefix_cache: int | None = None):
         if prefill not in ("auto", "batch", "rows"):
             raise ValueError(f"expected prefill 'auto', 'batch' or 'rows', actual {prefill!r}")
         if batch_size < 1 or max_new_tokens < 1:
@@ -266,6 +389,11 @@ class TransformersAgent:
         eos = self.model.generation_config.eos_token_id  # chat models often end turns with several ids
         eos = eos if isinstance(eos, list) else [eos]
         self._eos = {e for e in [*eos, self.tokenizer.eos_token_id] if e is not None}
+        self.cache = PrefixCache(2 * batch_size if prefix_cache is None else prefix_cache)
+        self._grow_cache = prefix_cache is None
+        self._layout = kv_layout(self.model)
+        self._weights: tuple = ()
+        self._stoppers: dict[tuple, StopStrings] = {}
         self._calls, self._warned_truncation = 0, False
 
     # --- the agent ---------------------------------------------------------------------------
@@ -279,6 +407,10 @@ class TransformersAgent:
         prompts = [render_prompt(self.tokenizer, o, chat=self.chat) for o in observations]
         out = self.complete(prompts, templated=self.chat, stop=STOP_STRINGS)
         return [truncate_at_action(c.text) for c in out]
+
+    def clear_cache(self) -> None:
+        """Forget every cached prompt (the next prompts are prefilled in full)."""
+        self.cache.clear()
 
     # --- the text generator ------------------------------------------------------------------
 
@@ -319,10 +451,13 @@ class TransformersAgent:
         temp = self.temperature if temperature is None else temperature
         settings = {"max_new_tokens": n_new, "do_sample": bool(sample and temp > 0),
                     "temperature": temp, "top_p": self.top_p if top_p is None else top_p}
+        self._check_weights()
+        if self._grow_cache:
+            self.cache.capacity = max(self.cache.capacity, 2 * len(texts))
         out: list[Completion | None] = [None] * len(ids)
         for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            for i, c in zip(chunk, self._generate_batch([ids[i] for i in chunk], tuple(stop or ()), settings, seed)):
+            batch = self._lookup(order[start : start + self.batch_size], texts, ids)
+            for i, c in zip(batch.index, self._generate_batch(batch, tuple(stop or ()), settings, seed)):
                 out[i] = c
         return out  # type: ignore[return-value]
 
@@ -359,42 +494,201 @@ class TransformersAgent:
         self._calls += 1
         return self.seed + self._calls - 1
 
-    def _generate_batch(self, batch: list[list[int]], stop: tuple[str, ...], settings: dict,
+    def _check_weights(self) -> None:
+        """Drop the prefix cache if the weights changed (trained in place, reloaded, moved) since it was filled."""
+        # Every in-place write to a tensor bumps its version counter (an optimizer step, load_state_dict);
+        # tensors made under inference_mode keep none, so only their replacement is seen.
+        weights = tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in self.model.parameters())
+        if weights != self._weights:
+            self.cache.clear()
+            self._weights = weights
+
+    def _lookup(self, index: list[int], texts: Sequence[str], ids: list[list[int]]) -> _Batch:
+        """The batch of prompts ``index``, with how much of each the prefix cache covers, most uncached first.
+
+        The cache never covers a prompt's last token: its logits start the decoding.
+        """
+        if self._layout is None:
+            return _Batch(index, [texts[i] for i in index], [ids[i] for i in index], [0] * len(index),
+                          [None] * len(index))
+        found = {i: self.cache.lookup(texts[i], ids[i]) for i in index}
+        reused = {i: min(n, len(ids[i]) - 1) for i, (_, n) in found.items()}
+        index = sorted(index, key=lambda i: len(ids[i]) - reused[i], reverse=True)
+        return _Batch(index, [texts[i] for i in index], [ids[i] for i in index], [reused[i] for i in index],
+                      [found[i][0] if reused[i] else None for i in index])
+
+    def _generate_batch(self, batch: _Batch, stop: tuple[str, ...], settings: dict,
                         seed: int | None) -> list[Completion]:
         import torch
-        from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        tok, device = self.tokenizer, self.model.device
-        width = max(len(x) for x in batch)
-        input_ids = torch.tensor([[tok.pad_token_id] * (width - len(x)) + x for x in batch], device=device)
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch], device=device)
-        config = copy.deepcopy(self.model.generation_config)
-        config.update(pad_token_id=tok.pad_token_id, eos_token_id=sorted(self._eos), use_cache=True,
-                      max_new_tokens=settings["max_new_tokens"], do_sample=False, temperature=None, top_p=None,
-                      top_k=None)
-        processors = LogitsProcessorList()
-        if settings["do_sample"]:  # sampled as argmax of noisy logits: see GumbelSampler
-            seed = self._next_seed(seed)
-            generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-            processors.append(_sampler_class()(settings["temperature"], settings["top_p"], generator))
-        criteria = _stop_criteria_class()(tok, stop, width, len(batch), device) if any(stop) else None
+        n_new = settings["max_new_tokens"]
         with torch.inference_mode():
-            rows_first = self.prefill == "rows" or (self.prefill == "auto" and device.type == "cpu")
-            cache = prefill_rows(self.model, batch, width, settings["max_new_tokens"]) if rows_first else None
-            out = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config,
-                                      past_key_values=cache, logits_processor=processors,
-                                      stopping_criteria=StoppingCriteriaList([criteria] if criteria else []))
-        stopped = criteria.stopped_at if criteria else [0] * len(batch)
-        rows = out[:, width:].tolist()
-        return [self._completion(row, len(x), stop, at) for row, x, at in zip(rows, batch, stopped)]
+            pad = self._padding_mask(batch, n_new)
+            cache, logits, reused = self._prefill(batch, pad, n_new)
+            tokens, kept, fed = self._decode(cache, logits, batch, pad, stop, self._picker(settings, seed), n_new)
+            if self._layout is not None and self.cache.capacity:
+                self._remember(batch, cache, tokens, kept, fed)
+        rows, kept = tokens.tolist(), kept.tolist()
+        return [self._completion(row[:k], len(x), stop, n) for row, k, x, n in zip(rows, kept, batch.ids, reused)]
 
-    def _completion(self, new_ids: list[int], prompt_len: int, stop: tuple[str, ...], stopped_at: int) -> Completion:
-        """Decode one row: drop what follows EOS or the stop, and count the tokens that made the text."""
-        if stopped_at:
-            new_ids = new_ids[:stopped_at]
+    def _padding_mask(self, batch: _Batch, n_new: int) -> Any:
+        """(B, width + n_new) bool: which slots of the left-padded rows hold tokens; ``None`` without padding."""
+        import torch
+
+        width = batch.width
+        if all(len(x) == width for x in batch.ids):
+            return None
+        starts = torch.tensor([width - len(x) for x in batch.ids], device=self.model.device)
+        return torch.arange(width + n_new, device=self.model.device) >= starts[:, None]
+
+    def _prefill(self, batch: _Batch, pad: Any, n_new: int) -> tuple[Any, Any, list[int]]:
+        """Run the prompts' uncached tokens; return the batch's cache (room for ``n_new`` more), last logits (B, V)
+        and how many tokens of each prompt came from the prefix cache."""
+        import torch
+
+        if self._layout is None:  # the model's own cache: one padded pass over the whole prompts
+            out = self._prefill_run(batch, range(len(batch.ids)), batch.width, None, pad)
+            return out.past_key_values, out.logits[:, -1], [0] * len(batch.ids)
+        mode = self.prefill
+        if mode == "auto":
+            mode = "similar" if self.model.device.type == "cpu" else "batch"
+        runs = prefill_runs([len(x) - n for x, n in zip(batch.ids, batch.reused)], mode)
+        spans = [len(batch.ids[run.start]) - batch.reused[run.start] for run in runs for _ in run]
+        filled = [max(0, len(x) - span) for x, span in zip(batch.ids, spans)]  # at most what the cache covers
+        buffers = self._kv_buffers(batch, filled, n_new)
+        logits = [self._prefill_run(batch, run, spans[run.start], buffers, pad).logits[:, -1] for run in runs]
+        return _buffer_cache(*buffers, batch.width), torch.cat(logits), filled
+
+    def _kv_buffers(self, batch: _Batch, filled: list[int], n_new: int) -> tuple[list[Any], list[Any]]:
+        """Per-layer (B, heads, width + n_new, head_dim) buffers, rows right-aligned at ``width``.
+
+        Row ``i`` gets its first ``filled[i]`` tokens' keys and values from its cached entry; its
+        padding is zeroed (masked, but it must not hold NaN); the rest is written by the forward passes.
+        """
+        import torch
+
+        width, model = batch.width, self.model
+        keys, values = [], []
+        for layer, (heads, size) in enumerate(self._layout):
+            k = torch.empty((len(batch.ids), heads, width + n_new, size), dtype=model.dtype, device=model.device)
+            v = torch.empty_like(k)
+            for row, (x, entry, n) in enumerate(zip(batch.ids, batch.entries, filled)):
+                start = width - len(x)
+                k[row, :, :start] = 0
+                v[row, :, :start] = 0
+                if n > 0:
+                    k[row, :, start : start + n] = entry.keys[layer][:, :n]
+                    v[row, :, start : start + n] = entry.values[layer][:, :n]
+            keys.append(k)
+            values.append(v)
+        return keys, values
+
+    def _prefill_run(self, batch: _Batch, run: range, span: int, buffers: tuple | None, pad: Any) -> Any:
+        """One forward pass over the last ``span`` tokens of the rows in ``run``, left-padded; the model's output.
+
+        With ``buffers`` the rows' keys and values before those tokens are already in place and the
+        new ones are written next to them; without, the model makes its own cache.
+        """
+        import torch
+
+        device, rows = self.model.device, batch.ids[run.start : run.stop]
+        longest = max(len(x) for x in rows)
+        start = batch.width - longest  # the run's first column in the batch's buffers
+        cache = None
+        if buffers is not None:
+            cache = _buffer_cache(*([b[run.start : run.stop, :, start:] for b in part] for part in buffers),
+                                  longest - span)
+        input_ids = torch.tensor([x[len(x) - span :] if len(x) >= span else
+                                  [self.tokenizer.pad_token_id] * (span - len(x)) + x for x in rows], device=device)
+        lengths = torch.tensor([len(x) for x in rows], device=device)
+        positions = (torch.arange(longest - span, longest, device=device) - (longest - lengths)[:, None]).clamp_(min=0)
+        mask = None if all(len(x) == longest for x in rows) else pad[run.start : run.stop, start : batch.width]
+        return self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                          use_cache=True, logits_to_keep=1)
+
+    def _picker(self, settings: dict, seed: int | None) -> Callable[[Any], Any]:
+        """The next-token rule: argmax, or a seeded sample (see :func:`sample_tokens`)."""
+        import torch
+
+        if not settings["do_sample"]:
+            return lambda logits: logits.max(dim=-1).indices  # the first maximum, like argmax, and faster on CPU
+        seed = self._next_seed(seed)
+        generator = None if seed is None else torch.Generator(device=self.model.device).manual_seed(seed)
+        temperature, top_p = settings["temperature"], settings["top_p"]
+        return lambda logits: sample_tokens(logits, temperature, top_p, generator)
+
+    def _stopper(self, stop: tuple[str, ...], vocab_size: int) -> StopStrings | None:
+        """The stop-string finder for ``stop``, built once per agent (it decodes the vocabulary)."""
+        if not any(stop):
+            return None
+        key = (stop, vocab_size)
+        if key not in self._stoppers:
+            self._stoppers[key] = StopStrings(self.tokenizer, stop, vocab_size, self.model.device)
+        return self._stoppers[key]
+
+    def _decode(self, cache: Any, logits: Any, batch: _Batch, pad: Any, stop: tuple[str, ...],
+                pick: Callable[[Any], Any], n_new: int) -> tuple[Any, Any, int]:
+        """Sample up to ``n_new`` tokens per row; return them (B, T), how many each row keeps, and how many were fed.
+
+        A row is done at end-of-sequence or once its text holds a stop string; the loop ends when
+        every row is done. Tokens fed back through the model have keys and values in ``cache``.
+        """
+        import torch
+
+        device, width = logits.device, batch.width
+        stopper = self._stopper(stop, logits.shape[-1])
+        eos = torch.tensor(sorted(self._eos), device=device)
+        tokens = torch.zeros((len(batch.ids), n_new), dtype=torch.long, device=device)
+        kept = torch.full((len(batch.ids),), n_new, dtype=torch.long, device=device)
+        done = torch.zeros(len(batch.ids), dtype=torch.bool, device=device)
+        positions = torch.tensor([len(x) for x in batch.ids], device=device)[:, None]
+        mask = self._step_mask(pad, width)
+        for step in range(n_new):
+            tokens[:, step] = pick(logits)
+            ended = torch.isin(tokens[:, step], eos)
+            if stopper is not None:
+                ended |= stopper.hits(tokens, step, ~done)
+            kept = torch.where(ended & ~done, step + 1, kept)
+            done |= ended
+            if step + 1 == n_new or bool(done.all()):
+                break
+            out = self.model(input_ids=tokens[:, step : step + 1], position_ids=positions + step,
+                             attention_mask=mask(step), past_key_values=cache, use_cache=True)
+            logits = out.logits[:, -1]
+        return tokens[:, : step + 1], kept, step
+
+    def _step_mask(self, pad: Any, width: int) -> Callable[[int], Any]:
+        """The attention mask for decoding step ``step`` (its token in slot ``width + step``)."""
+        if pad is None:
+            return lambda step: None
+        if self._layout is not None and getattr(self.model.config, "_attn_implementation", None) == "sdpa":
+            # A one-token query over a full-attention cache needs only the padding mask: built once as
+            # the 4D mask SDPA takes (additive: faster on CPU than boolean), not rebuilt at every step.
+            import torch
+
+            dtype = self.model.dtype
+            full = torch.zeros(pad.shape, dtype=dtype, device=pad.device).masked_fill_(~pad, torch.finfo(dtype).min)
+            full = full[:, None, None, :]  # (B, 1, 1, width + n_new)
+            return lambda step: full[..., : width + step + 1]
+        return lambda step: pad[:, : width + step + 1]
+
+    def _remember(self, batch: _Batch, cache: Any, tokens: Any, kept: Any, fed: int) -> None:
+        """Store each row's prompt and fed continuation (through its stop) with their keys and values."""
+        width = batch.width
+        n_gen = kept.clamp(max=fed).tolist()
+        generated = tokens.tolist()
+        for row, (text, x, n) in enumerate(zip(batch.texts, batch.ids, n_gen)):
+            start, end = width - len(x), width + n
+            self.cache.store(text, CachedContext(
+                x + generated[row][:n],
+                [layer._k[row, :, start:end].clone() for layer in cache.layers],  # a copy: frees the batch buffer
+                [layer._v[row, :, start:end].clone() for layer in cache.layers]))
+
+    def _completion(self, new_ids: list[int], prompt_len: int, stop: tuple[str, ...], cached: int) -> Completion:
+        """Decode one row's kept tokens: drop what follows EOS, cut after the stop, and count the tokens."""
         ended = next((i for i, t in enumerate(new_ids) if t in self._eos), None)
         if ended is not None:
             new_ids = new_ids[:ended]
         text, matched = cut_at_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), stop)
         reason = "stop" if matched is not None or ended is not None else "length"
-        return Completion(text, reason, matched, prompt_len, len(new_ids) + (ended is not None))
+        return Completion(text, reason, matched, prompt_len, len(new_ids) + (ended is not None), cached)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import gymnasium as gym
 import pytest
 
 import swirl_env  # noqa: F401 - registers the env ids
-from swirl_env.actions import parse_action
+from swirl_env.actions import STOP_STRINGS, parse_action, truncate_at_action
 from swirl_agents.agents.base import act_batch
 from swirl_agents.agents.hf import TransformersAgent, cut_at_stop
 from swirl_agents.models import TAG_TOKENS, build_tiny_model, train_tokenizer
@@ -114,6 +115,26 @@ def test_generate_cuts_at_the_first_stop_string_and_reports_length(scripted_mode
     assert short.finish_reason == "length" and short.completion_tokens == 3
 
 
+def test_stop_strings_are_found_at_the_token_that_completes_them(greedy):
+    import random
+
+    import torch
+
+    from swirl_agents.agents.hf import StopStrings
+
+    tok, stop = greedy.tokenizer, ("</answer>", "capital city", "é>")
+    finder, live = StopStrings(tok, stop, len(tok), "cpu"), torch.ones(1, dtype=torch.bool)
+    pieces = ["</answer>", "</", "answer", ">", "capital", " city", "é", "é>", " the", "Zoë", "\n", "x"]
+    rng, found_some = random.Random(0), 0
+    for _ in range(60):
+        ids = tok("".join(rng.choice(pieces) for _ in range(10)), add_special_tokens=False)["input_ids"]
+        first = next((i for i in range(len(ids)) if any(s in tok.decode(ids[: i + 1]) for s in stop)), None)
+        found = next((i for i in range(len(ids)) if finder.hits(torch.tensor([ids]), i, live)[0]), None)
+        assert found == first, tok.decode(ids)
+        found_some += found is not None
+    assert found_some > 30
+
+
 def test_cut_at_stop_prefers_the_earliest_match():
     assert cut_at_stop("a</x>b</y>", ["</y>", "</x>"]) == ("a</x>", "</x>")
     assert cut_at_stop("abc", []) == ("abc", None)
@@ -145,13 +166,13 @@ def test_same_seed_same_sampled_steps_other_seed_other_steps(greedy):
 def test_sampling_draws_from_the_softmax_within_top_p():
     import torch
 
-    from swirl_agents.agents.hf import _sampler_class
+    from swirl_agents.agents.hf import sample_tokens
 
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
     logits, generator = probs.log().repeat(40_000, 1), torch.Generator().manual_seed(0)
 
     def frequencies(temperature: float, top_p: float) -> torch.Tensor:
-        picks = _sampler_class()(temperature, top_p, generator)(None, logits).argmax(-1)
+        picks = sample_tokens(logits, temperature, top_p, generator)
         return torch.bincount(picks, minlength=4) / len(picks)
 
     assert torch.allclose(frequencies(1.0, 1.0), probs, atol=0.01)
@@ -176,6 +197,125 @@ def test_too_long_prompt_is_left_truncated_with_a_warning(greedy):
     with pytest.warns(UserWarning, match="keeping the last tokens"):
         [step] = agent.act_batch([first_step_contexts()[0]])
     assert isinstance(step, str)
+
+
+# --- prefix cache: each step reuses the KV cache of the step before --------------------------
+
+
+def play_lockstep(agent: TransformersAgent, seeds: Sequence[int], steps: int) -> tuple[list[list[str]], list[int]]:
+    """Play SynthQA episodes side by side for ``steps`` steps, as ``act_batch`` does (one at a time at batch_size 1).
+
+    Returns each episode's steps and, per step, the prompt tokens that came from the prefix cache.
+    """
+    envs = [gym.make("SwirlSynthQA-v0") for _ in seeds]
+    obs = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)]
+    played, cached, ended = [[] for _ in seeds], [], [False] * len(seeds)
+    for _ in range(steps):
+        out = agent.complete(obs, stop=STOP_STRINGS)
+        cached.append(sum(c.cached_tokens for c in out))
+        for i, (env, c) in enumerate(zip(envs, out)):
+            played[i].append(truncate_at_action(c.text))
+            if not ended[i]:  # an episode that ended keeps its last context
+                obs[i], _, terminated, truncated, _ = env.step(played[i][-1])
+                ended[i] = terminated or truncated
+    return played, cached
+
+
+@pytest.fixture(scope="module")
+def sharp_model(greedy):
+    """A tiny random Llama with peaked attention: with the usual small weights attention is nearly
+    uniform, and wrong positions or misplaced keys would go unnoticed."""
+    import torch
+
+    model = build_tiny_model(greedy.tokenizer, n_layer=2, n_embd=64, n_head=4)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(8.0)
+            layer.self_attn.k_proj.weight.mul_(8.0)
+    return model
+
+
+@pytest.mark.parametrize("prefill", ["auto", "batch", "rows"])
+def test_greedy_steps_are_the_same_with_and_without_the_prefix_cache(greedy, sharp_model, prefill):
+    def agent(batch_size: int, prefix_cache: int | None) -> TransformersAgent:
+        return TransformersAgent(sharp_model, greedy.tokenizer, max_new_tokens=16, do_sample=False,
+                                 batch_size=batch_size, prefill=prefill, prefix_cache=prefix_cache)
+
+    seeds = [0, 1, 2, 3]
+    reference, none_cached = play_lockstep(agent(4, 0), seeds, 3)
+    batched, cached = play_lockstep(agent(4, None), seeds, 3)
+    single, single_cached = play_lockstep(agent(1, None), seeds, 3)
+    assert batched == reference and single == reference
+    assert none_cached == [0, 0, 0] and cached[0] == 0 and single_cached[0] == 0
+    assert min(cached[1:]) > 100 and min(single_cached[1:]) > 100, "later steps should reuse the earlier contexts"
+
+
+def test_sampled_steps_with_the_prefix_cache_are_reproducible(greedy):
+    def play(seed: int) -> list[list[str]]:
+        agent = TransformersAgent(greedy.model, greedy.tokenizer, max_new_tokens=12, seed=seed, batch_size=4)
+        return play_lockstep(agent, [0, 1, 2, 3], 3)[0]
+
+    assert play(7) == play(7) != play(8)
+
+
+def test_prefix_cache_keeps_at_most_its_capacity(greedy):
+    agent = TransformersAgent(greedy.model, greedy.tokenizer, max_new_tokens=2, do_sample=False, prefix_cache=3)
+    contexts = first_step_contexts()[:5]
+    agent.complete(contexts)
+    assert len(agent.cache) == 3
+    agent.complete(contexts[:1])
+    [again] = agent.complete(contexts[:1])
+    assert again.cached_tokens == again.prompt_tokens - 1  # all but the last token, whose logits start decoding
+    agent.clear_cache()
+    assert len(agent.cache) == 0 and agent.complete(contexts[:1])[0].cached_tokens == 0
+
+
+def test_a_prompt_that_is_not_a_continuation_is_prefilled_in_full(greedy):
+    agent = TransformersAgent(greedy.model, greedy.tokenizer, max_new_tokens=4, do_sample=False)
+    context = first_step_contexts()[0]
+    agent.complete([context])
+    [edited] = agent.complete(["X" + context])
+    assert edited.cached_tokens == 0
+
+
+def test_changing_the_weights_drops_the_prefix_cache(greedy):
+    import torch
+
+    model = build_tiny_model(greedy.tokenizer, n_layer=1, n_embd=32, n_head=2)
+    agent = TransformersAgent(model, greedy.tokenizer, max_new_tokens=4, do_sample=False)
+    context = first_step_contexts()[0]
+    before = agent.complete([context])[0]
+    with torch.no_grad():  # as an optimizer step would, in place
+        model.lm_head.weight.mul_(-1.0)
+    after = agent.complete([context])[0]
+    fresh = TransformersAgent(model, greedy.tokenizer, max_new_tokens=4, do_sample=False).complete([context])[0]
+    assert before.cached_tokens == 0 and after.cached_tokens == 0 and after.text == fresh.text
+
+
+@pytest.mark.parametrize("arch", ["llama-gqa", "mistral-sliding-window"])
+def test_other_cache_layouts_batch_like_single_prompts(greedy, hotpot_contexts, arch):
+    """Grouped-query attention goes through the prefix cache; a sliding-window cache through the model's own."""
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+
+    kw = dict(vocab_size=len(greedy.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+              bos_token_id=greedy.tokenizer.bos_token_id, eos_token_id=greedy.tokenizer.eos_token_id)
+    model_class, config = ((LlamaForCausalLM, LlamaConfig(**kw)) if arch == "llama-gqa" else
+                           (MistralForCausalLM, MistralConfig(sliding_window=64, **kw)))
+    agent = TransformersAgent(model_class(config).eval(), greedy.tokenizer, max_new_tokens=8, do_sample=False)
+    contexts = hotpot_contexts[:2] + first_step_contexts()[:2]
+    single = [agent.act(c) for c in contexts]
+    agent.clear_cache()
+    assert agent.act_batch(contexts) == single
+    steps, cached = play_lockstep(agent, [0, 1], 2)
+    assert (cached[1] > 0) == (arch == "llama-gqa")
+
+
+def test_stop_strings_spanning_several_tokens_stop_generation(scripted_model_dir):
+    agent = TransformersAgent(scripted_model_dir, max_new_tokens=60, do_sample=False)
+    [out] = agent.complete([first_step_contexts()[0]], stop=["capital city"])
+    assert out.text == "Lookup:<search_query>capital city" and out.stop == "capital city"
+    assert out.completion_tokens == len(agent.tokenizer(out.text, add_special_tokens=False)["input_ids"])
 
 
 # --- chat template ----------------------------------------------------------------------------

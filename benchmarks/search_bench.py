@@ -5,9 +5,11 @@ bm25s (its own tokeniser, with our stopwords and stemmer; numba backend if insta
 real HotpotQA paragraph corpus with the real dev questions as queries, and synthetic corpora of
 ``--sizes`` paragraphs (Zipfian vocabulary, 60-100 words each, fixed seed) with question-like queries.
 
-    python benchmarks/search_bench.py [--sizes 1000000] [--quick]
+    python benchmarks/search_bench.py [--sizes 1000000] [--quick] [--backends swirl --keep-other-backends]
 
 Writes ``benchmarks/results/search.json`` and ``search.md`` with the command that produced them.
+rank-bm25 and bm25s take many minutes at 1M paragraphs: ``--keep-other-backends`` copies their rows
+(and says from when) from the previous results rather than measuring them again.
 """
 
 from __future__ import annotations
@@ -273,6 +275,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--queries", type=int, default=1000, help="queries timed per corpus and backend")
     parser.add_argument("--rank-bm25-queries", type=int, default=5, help="rank-bm25 is slow: time only these")
     parser.add_argument("--backends", nargs="+", default=["swirl", "rank_bm25", "bm25s"])
+    parser.add_argument("--keep-other-backends", action="store_true",
+                        help="copy the rows of the backends not run from the previous results in --out")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -302,10 +306,22 @@ def main(argv: list[str] | None = None) -> dict:
         entry["load_avg_end"] = os.getloadavg()[0]
         del passages
         gc.collect()
+    if args.keep_other_backends:
+        keep_other_backends(report, args.out / "search.json", args.backends)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "search.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "search.md").write_text(markdown(report))
     return report
+
+
+def keep_other_backends(report: dict, previous: Path, ran: list[str]) -> None:
+    """Copy into ``report`` the rows of the backends not in ``ran`` from the results file ``previous``."""
+    old = json.loads(previous.read_text())
+    for name, entry in report["corpora"].items():
+        for backend, row in old["corpora"].get(name, {}).items():
+            if isinstance(row, dict) and backend not in ran:
+                entry[backend] = {"measured": "earlier", **row}
+    report["kept_rows_from"] = {"date": old["machine"]["date"], "command": old["command"]}
 
 
 def _synthetic(n: int, n_queries: int, head: dict[str, int]) -> tuple[list[Passage], list[str]]:
@@ -323,16 +339,20 @@ def machine() -> dict:
 
 def markdown(report: dict) -> str:
     cell = lambda d, k: "–" if d.get(k) is None else str(d[k])  # noqa: E731
+    kept = report.get("kept_rows_from")
     lines = [
         "# BM25 search benchmark", "", f"Command: `{report['command']}`  ", f"Machine: {report['machine']}", "",
+        *([f"Rows `measured` `earlier` were not run again: they are copied from the previous results, dated {kept['date']},",
+           f"command `{kept['command']}`. The load averages are this run's.", ""] if kept else []),
         "Latency: wall-clock per query, tokenising included, one pass after one warm-up query, on a shared 2-core",
         "machine whose load average is given per corpus; `cpu` columns are the thread's CPU time, which contention",
         "inflates less. Index memory: how each number was taken is in `index_mb_how`. rank-bm25 times only a",
         "handful of queries. `first_query_ms` is in-process (bm25s compiles its numba kernels then); `cold_*` is a",
         "new process loading the saved index.", "",
     ]  # fmt: skip
-    cols = ["query_path", "build_s", "index_mb", "index_mb_how", "p50_ms", "p95_ms", "cpu_p50_ms", "cpu_p95_ms", "queries",
-            "batch_qps_1_threads", "batch_qps_2_threads", "first_query_ms", "cold_load_s", "cold_first_query_ms"]  # fmt: skip
+    cols = ["query_path", "build_s", "build_cpu_s", "index_mb", "index_mb_how", "p50_ms", "p95_ms", "p99_ms", "cpu_p50_ms",
+            "cpu_p95_ms", "queries", "batch_qps_1_threads", "batch_qps_2_threads", "first_query_ms", "cold_load_s",
+            "cold_first_query_ms", "measured"]  # fmt: skip
     for name, entry in report["corpora"].items():
         load = f"load average {entry['load_avg_start']:.1f} → {entry['load_avg_end']:.1f}"
         lines += [f"## {name} ({entry['passages']:,} passages; {load})", "", "| backend | " + " | ".join(cols) + " |",

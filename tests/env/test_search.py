@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import gzip
 import itertools
 import json
@@ -13,6 +14,7 @@ from swirl_env.data.corpus import Passage, load_corpus, passages_from_questions
 from swirl_env.data.hotpotqa import read_hotpotqa
 from swirl_env.data.paths import DataError
 from swirl_env.tools import bm25, bm25_fast
+from swirl_env.tools import search as search_module
 from swirl_env.tools.base import Tool, ToolError
 from swirl_env.tools.bm25 import CorpusTokens, Tokenizer, build_index, split_pieces
 from swirl_env.tools.search import BM25Search, get_search
@@ -84,18 +86,69 @@ def test_backends_agree_on_awkward_text():
         np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=1e-5)
 
 
-def test_index_holds_exactly_the_tokenizer_terms(subset):
+@pytest.fixture(params=["kernel", "numpy"])
+def build_path(request, monkeypatch):
+    """Run the test on the compiled kernel and on the numpy code."""
+    if request.param == "kernel" and bm25_fast._bm25_kernel is None:
+        pytest.skip("the compiled BM25 kernel is not built (no C compiler at install?): run `pip install -e .`")
+    monkeypatch.setattr(bm25_fast, "AVAILABLE", request.param == "kernel")
+    return request.param
+
+
+def test_index_holds_exactly_the_tokenizer_terms(subset, build_path):
     """The vectorised build must agree with ``Tokenizer()(text)`` document by document, counts included."""
     passages = load_corpus(subset)[:400]
-    texts = [f"{p.title}\n{p.text}" for p in passages]
+    texts = [f"{p.title}\n{p.text}" for p in passages] + AWKWARD
     corpus = CorpusTokens(Tokenizer())
     corpus.add(split_pieces(texts))
-    indptr, docs, tfs = corpus.postings(lambda tf, doc: tf.astype(np.float32))
-    terms = np.repeat(np.arange(len(indptr) - 1) >> 1, np.diff(indptr))
-    for d in range(0, len(texts), 7):
-        got = {corpus.terms[t]: int(tf) for t, tf in zip(terms[docs == d], tfs[docs == d])}
-        expected = {t: n for t, n in zip(*np.unique(Tokenizer()(texts[d]), return_counts=True))}
-        assert got == expected, passages[d].title
+    (chunk,) = corpus.chunks
+    for d in [*range(0, 400, 7), *range(400, len(texts))]:
+        lo, hi = chunk.doc_ptr[d], chunk.doc_ptr[d + 1]
+        got = {corpus.terms[t]: int(tf) for t, tf in zip(chunk.terms[lo:hi], chunk.tfs[lo:hi])}
+        expected = collections.Counter(Tokenizer()(texts[d]))
+        assert got == expected and chunk.doc_len[d] == expected.total(), texts[d][:60]
+
+
+AWKWARD = [
+    "Die Straße 1911–1913 in İstanbul, ＡＢＣ and naïve café.",
+    "odd\x00text with a NUL and a lone surrogate \ud800 here; CAFÉ Café",
+    "",
+    "the of which",
+    "supercalifragilisticexpialidocious " * 3 + "antidisestablishmentarianism x_y 42 eightchr ninechars sixteen_chars_xx",
+    "café café cafe the the the 1911–1913 1911–1913 ",
+]
+"""Texts that exercise the tokeniser's corners: non-ASCII, NUL, pieces of 8, 9, 16 and 17+ bytes, multi-term pieces."""
+
+
+@pytest.mark.skipif(bm25_fast._bm25_kernel is None, reason="the compiled BM25 kernel is not built: run `pip install -e .`")
+def test_kernel_and_numpy_split_chunks_alike(subset, monkeypatch):
+    texts = [f"{p.title}\n{p.text}" for p in load_corpus(subset)[:300]] + AWKWARD
+    pieces = {}
+    for on in (True, False):
+        monkeypatch.setattr(bm25_fast, "AVAILABLE", on)
+        pieces[on] = split_pieces(texts)
+    for name in ("keys", "spans", "piece_ids", "doc_starts"):
+        kernel, numpy_ = getattr(pieces[True], name), getattr(pieces[False], name)
+        assert kernel.dtype == numpy_.dtype and np.array_equal(kernel, numpy_), name
+    assert len(pieces[True].doc_starts) == len(texts) + 1
+
+
+@pytest.mark.skipif(bm25_fast._bm25_kernel is None, reason="the compiled BM25 kernel is not built: run `pip install -e .`")
+def test_kernel_and_numpy_build_identical_indexes(subset, monkeypatch):
+    """Over many small chunks, so the term ids and documents carry across chunks."""
+    texts = [f"{p.title}\n{p.text}" for p in load_corpus(subset)] + AWKWARD * 3
+    chunks = bm25._chunks
+    monkeypatch.setattr(bm25, "_chunks", lambda texts: chunks(texts, target_chars=50_000))
+    indexes = []
+    for on in (True, False):
+        monkeypatch.setattr(bm25_fast, "AVAILABLE", on)
+        indexes.append(build_index(texts, Tokenizer(), workers=2))
+    kernel, numpy_ = indexes
+    assert kernel.terms == numpy_.terms and kernel.n_docs == numpy_.n_docs == len(texts)
+    for name in bm25._ARRAYS:
+        a, b = getattr(kernel, name), getattr(numpy_, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert np.count_nonzero(np.diff(kernel.indptr)[1::2]), "some terms have a second list"
 
 
 @pytest.mark.parametrize("prune_above", [0, None])
@@ -159,6 +212,54 @@ def test_kernel_and_numpy_agree_on_random_data(vocabulary, kernel, monkeypatch):
             _assert_same(*_kernel_and_numpy(index, ids, k, monkeypatch), (ids, k))
 
 
+def test_kernel_and_numpy_agree_on_long_random_queries(search, kernel, monkeypatch):
+    """Long bags of common and rare terms: the slow tail, where pruning and the bitmap lookups matter."""
+    index, rng = search._engine, np.random.default_rng(7)
+    df = np.diff(index.indptr)[0::2] + np.diff(index.indptr)[1::2]
+    common, rare = np.argsort(-df)[:300], np.flatnonzero((df > 0) & (df < 50))
+    for _ in range(150):
+        ids = [*rng.choice(common, rng.integers(2, 15)), *rng.choice(rare, rng.integers(0, 8))]
+        for k in (1, 5, 40):
+            _assert_same(*_kernel_and_numpy(index, [int(t) for t in ids], k, monkeypatch), (ids, k))
+
+
+def test_kernel_and_numpy_agree_across_many_windows(kernel, monkeypatch):
+    """A Zipfian corpus of 60k documents: the kernel scores 4096 documents at a time, with bitmaps for long lists."""
+    rng = np.random.default_rng(3)
+    words = np.array([f"w{i}x" for i in range(20_000)])
+    p = 1 / np.arange(1, len(words) + 1)
+    draws = rng.choice(len(words), (60_000, 12), p=p / p.sum())
+    index = build_index([" ".join(words[row]) for row in draws], Tokenizer(stemmer=None))
+    assert len(index.bitmap_lists) > 10 and index.n_docs > 10 * 4096
+    for _ in range(60):
+        ids = index.term_ids(words[rng.choice(len(words), rng.integers(1, 14), p=p / p.sum())].tolist())
+        for k in (1, 5, 20):
+            _assert_same(*_kernel_and_numpy(index, ids, k, monkeypatch), (ids, k))
+
+
+def test_bitmaps_hold_the_long_lists(search):
+    index = search._engine
+    assert len(index.bitmap_lists), "the real corpus has lists long enough for a bitmap"
+    for row, lst in enumerate(index.bitmap_lists.tolist()):
+        docs = index.doc_ids[index.indptr[lst] : index.indptr[lst + 1]]
+        assert len(docs) * bm25._BITMAP_SHARE >= index.n_docs
+        words = index.bitmaps[row]
+        assert np.all(words[docs >> 6] >> (docs & 63).astype(np.uint64) & np.uint64(1))
+        assert sum(int(word).bit_count() for word in words) == len(docs)
+        np.testing.assert_array_equal(index.ranks[row], np.searchsorted(docs, np.arange(0, index.n_docs, 64)))
+
+
+def test_kernel_survives_damaged_bitmaps(kernel, monkeypatch):
+    """A cache whose bitmaps were overwritten gives wrong answers, never a read out of bounds."""
+    monkeypatch.setattr(bm25_fast, "AVAILABLE", True)
+    index = build_index([f"common w{i}" for i in range(200)] + ["rare common"] * 3, Tokenizer(stemmer=None))
+    index.bitmaps = np.full_like(index.bitmaps, np.iinfo(np.uint64).max)
+    index.ranks = np.full_like(index.ranks, 10**7)
+    for k in (1, 2, 5):  # small k: a floor from the rare terms' documents leaves "common" to bitmap lookups
+        docs, _ = index.top_k(index.term_ids(["rare", "common", "w7"]), k)
+        assert len(docs) <= k and np.all((docs >= 0) & (docs < index.n_docs))
+
+
 def test_kernel_rejects_a_damaged_index(kernel, monkeypatch):
     monkeypatch.setattr(bm25_fast, "AVAILABLE", True)
     index = build_index(["red apples", "green apples and red pears"], Tokenizer())
@@ -177,6 +278,14 @@ def test_cache_is_reused_and_gives_identical_results(subset, tmp_path, questions
     for q in questions[:30]:
         assert first.search(q.question) == second.search(q.question)
     assert second.passages[3] == load_corpus(subset)[3]
+
+
+def test_a_cache_of_another_format_is_rebuilt(subset, tmp_path, monkeypatch):
+    monkeypatch.setattr(search_module, "FORMAT_VERSION", search_module.FORMAT_VERSION - 1)
+    BM25Search.from_corpus(subset, cache_dir=tmp_path)
+    monkeypatch.undo()
+    assert not BM25Search.from_corpus(subset, cache_dir=tmp_path).loaded_from_cache
+    assert BM25Search.from_corpus(subset, cache_dir=tmp_path).loaded_from_cache
 
 
 def test_an_edited_corpus_file_is_reindexed(subset, tmp_path):
@@ -276,7 +385,7 @@ def test_unknown_words_raise_no_results(search):
 
 def test_search_batch_and_k(search, questions):
     queries = [q.question for q in questions[:20]]
-    assert search.search_batch(queries) == [search.search(q) for q in queries]
+    assert search.search_batch(queries) == search.search_batch(queries, workers=2) == [search.search(q) for q in queries]
     assert len(search.search(queries[0], k=12)) == 12
 
 

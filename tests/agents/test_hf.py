@@ -120,7 +120,7 @@ def test_stop_strings_are_found_at_the_token_that_completes_them(greedy):
 
     import torch
 
-    from swirl_agents.agents.hf import StopStrings
+    from swirl_agents.agents.decoding import StopStrings
 
     tok, stop = greedy.tokenizer, ("</answer>", "capital city", "é>")
     finder, live = StopStrings(tok, stop, len(tok), "cpu"), torch.ones(1, dtype=torch.bool)
@@ -166,7 +166,7 @@ def test_same_seed_same_sampled_steps_other_seed_other_steps(greedy):
 def test_sampling_draws_from_the_softmax_within_top_p():
     import torch
 
-    from swirl_agents.agents.hf import sample_tokens
+    from swirl_agents.agents.decoding import sample_tokens
 
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
     logits, generator = probs.log().repeat(40_000, 1), torch.Generator().manual_seed(0)

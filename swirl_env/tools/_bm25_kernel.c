@@ -15,13 +15,13 @@
 
 /* ------------------------------------------------------------------------------------------------
  * Index build. Each function stands for numpy code of bm25.py, and the index comes out identical
- * (tests compare the two): split_pieces for bm25._split_numpy, probe for bm25._probe, count_terms for
- * bm25._count_numpy, list_counts and scatter for bm25._sorted_postings.
+ * (tests compare the two): split_pieces for bm25_build._split_numpy, probe for bm25_build._probe, count_terms for
+ * bm25_build._count_numpy, list_counts and scatter for bm25_build._sorted_postings.
  * ------------------------------------------------------------------------------------------------ */
 
 #define GOLDEN 0x9E3779B97F4A7C15ULL
 #define MIX 0xBF58476D1CE4E5B9ULL
-#define UNSEEN INT32_MIN /* a piece code not assigned yet (bm25._UNSEEN) */
+#define UNSEEN INT32_MIN /* a piece code not assigned yet (bm25_build._UNSEEN) */
 
 static uint8_t WORD[256]; /* 1 for bytes that can be part of a \w+ token: ASCII letters, digits, '_', bytes >= 0x80 */
 
@@ -36,7 +36,7 @@ static inline uint64_t load_le64(const uint8_t *p) {
 
 static inline uint64_t low_bytes(uint64_t v, Py_ssize_t n) { return n >= 8 ? v : v & ((1ULL << (8 * n)) - 1); }
 
-/* A piece's key: its bytes if at most 8, else a 64-bit hash with the top bit set (bm25._piece_keys).
+/* A piece's key: its bytes if at most 8, else a 64-bit hash with the top bit set (bm25_build._piece_keys).
  * Reads up to 7 bytes past the piece, which the caller's zero padding allows. */
 static inline uint64_t piece_key(const uint8_t *p, Py_ssize_t len) {
     uint64_t key = low_bytes(load_le64(p), len);
@@ -218,7 +218,7 @@ static void *view(Views *vs, PyObject *obj, int writable, Py_ssize_t itemsize, P
     return v->buf;
 }
 
-/* probe(table, keys) -> (slots,) (int64 bytearray): bm25._probe with linear probing, slots prefetched ahead. */
+/* probe(table, keys) -> (slots,) (int64 bytearray): bm25_build._probe with linear probing, slots prefetched ahead. */
 static PyObject *py_probe(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *o[2];
@@ -378,7 +378,7 @@ typedef struct {
     float k1p1, cut;
 } Layout;
 
-/* BM25's tf factor, as bm25.Saturation computes it in float32 (no fused multiply-add can arise here). */
+/* BM25's tf factor, as bm25_build.Saturation computes it in float32 (no fused multiply-add can arise here). */
 static inline float saturation(int32_t tf, int64_t tf_cap, float k1p1, float norm) {
     float f = (float)(tf < tf_cap ? tf : tf_cap);
     return f * k1p1 / (f + norm);
@@ -868,7 +868,7 @@ static PyMethodDef methods[] = {
      "Write the n <= k best (doc, score) pairs, best first, ties to the lower doc id."},
     {"split_pieces", py_split_pieces, METH_O,
      "split_pieces(raw) -> (keys, spans, piece_ids, doc_starts) as bytearrays of uint64, int64 pairs, int32, int64\n\n"
-     "The pieces (runs of word bytes) of NUL-separated documents ending in 8 zero bytes; see bm25.split_pieces."},
+     "The pieces (runs of word bytes) of NUL-separated documents ending in 8 zero bytes; see bm25_build.split_pieces."},
     {"probe", py_probe, METH_VARARGS,
      "probe(table, keys) -> (slots,) as a bytearray of int64\n\n"
      "The slot of each key in an open-addressing uint64 table (0: free, size a power of 2), inserting new keys."},

@@ -41,7 +41,8 @@ def top_k(index, term_ids: list[int], k: int) -> tuple[np.ndarray, np.ndarray] |
     """The kernel's answer for :meth:`Index.top_k`, or None if the index arrays do not suit it.
 
     Example:
-        >>> from swirl_env.tools.bm25 import Tokenizer, build_index
+        >>> from swirl_env.tools.bm25 import Tokenizer
+        >>> from swirl_env.tools.bm25_build import build_index
         >>> index = build_index(["red apples", "green apples and red pears"], Tokenizer())
         >>> docs, scores = index.top_k(index.term_ids(["appl", "pear"]), 2)
         >>> docs.tolist()
@@ -63,20 +64,20 @@ def _suits(index) -> bool:
 
 
 def split_pieces(raw: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(keys, spans, piece_ids, doc_starts)`` of a chunk, as :func:`bm25._split_numpy` computes them."""
+    """``(keys, spans, piece_ids, doc_starts)`` of a chunk, as :func:`bm25_build._split_numpy` computes them."""
     keys, spans, piece_ids, doc_starts = _bm25_kernel.split_pieces(raw)
     return (np.frombuffer(keys, np.uint64), np.frombuffer(spans, np.int64).reshape(-1, 2),
             np.frombuffer(piece_ids, np.int32), np.frombuffer(doc_starts, np.int64))  # fmt: skip
 
 
 def probe(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """The slots of ``keys`` in an open-addressing table, inserting new keys (see :func:`bm25._probe`)."""
+    """The slots of ``keys`` in an open-addressing table, inserting new keys (see :func:`bm25_build._probe`)."""
     (slots,) = _bm25_kernel.probe(table, keys)
     return np.frombuffer(slots, np.int64)
 
 
 class TermCounter:
-    """Counts each document's terms with the kernel, as :func:`bm25._count_numpy` does; holds its scratch array.
+    """Counts each document's terms with the kernel, as :func:`bm25_build._count_numpy` does; holds its scratch array.
 
     Call it on the chunks in document order: its scratch remembers, per term, the last document that held it.
     """
@@ -86,7 +87,7 @@ class TermCounter:
 
     def __call__(self, codes: np.ndarray, piece_ids: np.ndarray, doc_starts: np.ndarray, multi_terms: np.ndarray,
                  multi_start: np.ndarray, n_terms: int, first_doc: int) -> tuple[np.ndarray, ...]:  # fmt: skip
-        """``(terms, tfs, doc_ptr, doc_len)`` of a chunk whose pieces have the term ``codes`` (see bm25.CorpusTokens)."""
+        """``(terms, tfs, doc_ptr, doc_len)`` of a chunk whose pieces have the term ``codes`` (see bm25_build.CorpusTokens)."""
         if len(self._seen) < 2 * n_terms:  # -1: no document yet
             self._seen = np.concatenate([self._seen, np.full(max(2 * n_terms, len(self._seen)), -1, np.int32)])
         out = _bm25_kernel.count_terms(codes, piece_ids, doc_starts, multi_terms, multi_start, self._seen, first_doc)
@@ -94,7 +95,7 @@ class TermCounter:
 
 
 def list_counts(chunk, saturation, cut: np.float32, counts: np.ndarray) -> None:
-    """Add the number of postings the chunk puts in each list to ``counts`` (see bm25.CorpusTokens.postings)."""
+    """Add the number of postings the chunk puts in each list to ``counts`` (see bm25_build.CorpusTokens.postings)."""
     _bm25_kernel.list_counts(chunk.terms, chunk.tfs, chunk.doc_ptr, chunk.first_doc, saturation.norm,
                              float(saturation.k1p1), float(cut), saturation.tf_cap, counts)  # fmt: skip
 

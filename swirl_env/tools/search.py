@@ -25,7 +25,8 @@ import numpy as np
 from swirl_env.data.corpus import Passage, load_corpus
 from swirl_env.data.paths import resolve
 from swirl_env.tools.base import ToolError
-from swirl_env.tools.bm25 import STOPWORDS, Index, Tokenizer, build_index
+from swirl_env.tools.bm25 import STOPWORDS, Index, Tokenizer
+from swirl_env.tools.bm25_build import build_index
 
 __all__ = ["STOPWORDS", "BM25Search", "Hit", "Tokenizer", "default_cache_dir", "get_search"]
 

@@ -13,10 +13,11 @@ import pytest
 from swirl_env.data.corpus import Passage, load_corpus, passages_from_questions
 from swirl_env.data.hotpotqa import read_hotpotqa
 from swirl_env.data.paths import DataError
-from swirl_env.tools import bm25, bm25_fast
+from swirl_env.tools import bm25, bm25_build, bm25_fast
 from swirl_env.tools import search as search_module
 from swirl_env.tools.base import Tool, ToolError
-from swirl_env.tools.bm25 import CorpusTokens, Tokenizer, build_index, split_pieces
+from swirl_env.tools.bm25 import Tokenizer
+from swirl_env.tools.bm25_build import CorpusTokens, build_index, split_pieces
 from swirl_env.tools.search import BM25Search, get_search
 from tests.conftest import require_data
 
@@ -137,8 +138,8 @@ def test_kernel_and_numpy_split_chunks_alike(subset, monkeypatch):
 def test_kernel_and_numpy_build_identical_indexes(subset, monkeypatch):
     """Over many small chunks, so the term ids and documents carry across chunks."""
     texts = [f"{p.title}\n{p.text}" for p in load_corpus(subset)] + AWKWARD * 3
-    chunks = bm25._chunks
-    monkeypatch.setattr(bm25, "_chunks", lambda texts: chunks(texts, target_chars=50_000))
+    chunks = bm25_build._chunks
+    monkeypatch.setattr(bm25_build, "_chunks", lambda texts: chunks(texts, target_chars=50_000))
     indexes = []
     for on in (True, False):
         monkeypatch.setattr(bm25_fast, "AVAILABLE", on)

@@ -66,6 +66,10 @@ class BenchConfig:
     """Tiny model depth."""
     n_embd: int = 64
     """Tiny model width."""
+    n_head: int = 4
+    """Attention heads."""
+    n_kv_head: int = 1
+    """Key/value heads: grouped-query attention, as in the models users run (Llama 3, Qwen, Mistral)."""
     threads: int = 0
     """torch threads (0: torch's default)."""
     seed: int = 0
@@ -232,7 +236,8 @@ def breakdown(agent: TransformersAgent, ended: list[Ended], cfg: BenchConfig) ->
 
 def build_agents(cfg: BenchConfig, folder: Path) -> dict[str, dict[str, TransformersAgent]]:
     """Per policy, an agent per mode: one model, two prefix caches."""
-    path = make_tiny_policy(folder, training_texts(), n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=4, seed=cfg.seed)
+    path = make_tiny_policy(folder, training_texts(), n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head,
+                             n_kv_head=cfg.n_kv_head, seed=cfg.seed)
     agents = {}
     for policy in cfg.policies.split(","):
         first = TransformersAgent(path, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, batch_size=cfg.batch_size)
@@ -294,7 +299,8 @@ def write_markdown(report: dict, path: Path) -> None:
              f"{machine['cpus']} CPUs, {machine['torch_threads']} torch threads, 1-minute load average "
              f"{report['load_average_1min']['start']:.1f} at the start of the run and "
              f"{report['load_average_1min']['end']:.1f} at its end)", "",
-             f"Tiny Llama ({cfg['n_layer']} layers, hidden {cfg['n_embd']}), `{cfg['env_id']}`, max "
+             f"Tiny Llama ({cfg['n_layer']} layers, hidden {cfg['n_embd']}, {cfg['n_head']} attention heads sharing "
+             f"{cfg['n_kv_head']} key/value head{'s' * (cfg['n_kv_head'] > 1)}), `{cfg['env_id']}`, max "
              f"{cfg['max_new_tokens']} new tokens per step, batch {cfg['batch_size']}. The two modes run "
              f"interleaved in one process, each turn going to the one that has used less wall time: "
              f"`sequential` plays {cfg['episodes']} episodes, `batched` as many lockstep chunks as fit "

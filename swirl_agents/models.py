@@ -96,6 +96,7 @@ def build_tiny_model(
     n_layer: int = 2,
     n_embd: int = 64,
     n_head: int = 4,
+    n_kv_head: int | None = None,
     max_position_embeddings: int = DEFAULT_MAX_POSITIONS,
     seed: int = 0,
     arch: str = "llama",
@@ -107,6 +108,8 @@ def build_tiny_model(
         n_layer: Transformer blocks.
         n_embd: Hidden size.
         n_head: Attention heads (must divide ``n_embd``).
+        n_kv_head: Key/value heads for grouped-query attention, as in Llama 3 or Qwen (must divide
+            ``n_head``; Llama only). ``None``: one per attention head.
         max_position_embeddings: Longest sequence (prompt + generated tokens). Llama's rotary
             positions cost no parameters, so the default covers whole QA episodes.
         seed: Seeds the initial weights.
@@ -124,11 +127,15 @@ def build_tiny_model(
 
     if n_embd % n_head:
         raise ValueError(f"expected n_embd divisible by n_head, actual n_embd={n_embd}, n_head={n_head}")
+    n_kv_head = n_head if n_kv_head is None else n_kv_head
+    if n_kv_head < 1 or n_head % n_kv_head or (arch != "llama" and n_kv_head != n_head):
+        raise ValueError(f"expected n_kv_head dividing n_head={n_head} (and a llama arch for n_kv_head < n_head), "
+                         f"actual n_kv_head={n_kv_head}, arch={arch!r}")
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
            "pad_token_id": tokenizer.pad_token_id}
     if arch == "llama":
         config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=n_embd, intermediate_size=4 * n_embd,
-                             num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_head,
+                             num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_kv_head,
                              max_position_embeddings=max_position_embeddings, tie_word_embeddings=False, **ids)
         model_cls = LlamaForCausalLM
     elif arch == "gpt2":

@@ -110,13 +110,22 @@ class CachedContext:
     """Per layer, a (heads, len(ids), head_dim) tensor."""
     values: list[Any]
 
+    @functools.cached_property
+    def id_array(self) -> Any:
+        """``ids`` as a numpy array, made once: lookups compare it with many prompts."""
+        import numpy as np
+
+        return np.asarray(self.ids)
+
 
 class PrefixCache:
     """The KV caches of the last ``capacity`` prompts, keyed by prompt text; the least recently used go first.
 
-    A new prompt looks for the longest cached prompt text it starts with (an episode's previous step),
-    then reuses that entry's keys and values up to their longest common token prefix. Memory is
-    ``capacity`` contexts' worth of KV cache; ``capacity=0`` keeps nothing.
+    A new prompt looks for the longest cached prompt text it starts with (an episode's previous step)
+    and reuses that entry's keys and values up to their longest common token prefix. A prompt that
+    extends no cached text (an episode's first step) takes the entry sharing the most leading tokens
+    with it: episodes of one env share their instructions, so a new episode prefills only its
+    question. Memory is ``capacity`` contexts' worth of KV cache; ``capacity=0`` keeps nothing.
 
     Example:
         >>> cache = PrefixCache(1)
@@ -124,6 +133,8 @@ class PrefixCache:
         >>> entry, n = cache.lookup("Q: a, b", [5, 6, 8, 9])
         >>> entry.ids, n
         ([5, 6, 7], 2)
+        >>> cache.lookup("R: c", [5, 9])[1], cache.lookup("S: d", [4, 6])
+        (1, (None, 0))
         >>> cache.store("Q: z", CachedContext([1], [], [])); len(cache), cache.lookup("Q: a, b", [5])[0]
         (1, None)
     """
@@ -144,11 +155,28 @@ class PrefixCache:
     def lookup(self, text: str, ids: Sequence[int]) -> tuple[CachedContext | None, int]:
         """The entry of the longest cached prompt that ``text`` extends, and how many of ``ids`` it covers."""
         key = max((k for k in self._entries if text.startswith(k)), key=len, default=None)
-        if key is None:
+        if key is not None:
+            self._entries.move_to_end(key)
+            return self._entries[key], common_prefix(self._entries[key].ids, ids)
+        return self._longest_shared(ids)
+
+    def _longest_shared(self, ids: Sequence[int]) -> tuple[CachedContext | None, int]:
+        """The entry sharing the most leading tokens with ``ids``, and how many (``None, 0`` if none shares one)."""
+        import numpy as np
+
+        query, best, shared = np.asarray(ids), None, 0
+        for key, entry in self._entries.items():
+            n = min(len(query), len(entry.ids))
+            if n <= shared or entry.ids[0] != query[0]:
+                continue
+            differ = np.flatnonzero(entry.id_array[:n] != query[:n])
+            n = int(differ[0]) if differ.size else n
+            if n > shared:
+                best, shared = key, n
+        if best is None:
             return None, 0
-        self._entries.move_to_end(key)
-        entry = self._entries[key]
-        return entry, common_prefix(entry.ids, ids)
+        self._entries.move_to_end(best)
+        return self._entries[best], shared
 
     def store(self, text: str, entry: CachedContext) -> None:
         """Keep ``entry`` as the cache of prompt ``text``, dropping the least recently used beyond capacity."""

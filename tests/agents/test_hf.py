@@ -90,6 +90,16 @@ def test_gpt2_arch_builds_and_generates(greedy):
         build_tiny_model(greedy.tokenizer, arch="mamba")
 
 
+def test_grouped_query_attention_shares_key_value_heads(greedy):
+    from swirl_agents.agents.decoding import kv_layout
+
+    model = build_tiny_model(greedy.tokenizer, n_layer=2, n_embd=32, n_head=4, n_kv_head=1)
+    assert model.config.num_key_value_heads == 1 and kv_layout(model) == [(1, 8), (1, 8)]
+    for bad in ({"n_kv_head": 3}, {"n_kv_head": 0}, {"n_kv_head": 2, "arch": "gpt2"}):
+        with pytest.raises(ValueError, match="expected n_kv_head dividing n_head"):
+            build_tiny_model(greedy.tokenizer, n_embd=32, n_head=4, **bad)
+
+
 # --- stopping: one call is one step -------------------------------------------------------------
 
 
@@ -246,7 +256,8 @@ def test_greedy_steps_are_the_same_with_and_without_the_prefix_cache(greedy, sha
     batched, cached = play_lockstep(agent(4, None), seeds, 3)
     single, single_cached = play_lockstep(agent(1, None), seeds, 3)
     assert batched == reference and single == reference
-    assert none_cached == [0, 0, 0] and cached[0] == 0 and single_cached[0] == 0
+    assert none_cached == [0, 0, 0] and cached[0] == 0, "nothing cached before the first call"
+    assert single_cached[0] > 0, "one at a time, later episodes' first steps reuse the shared instructions"
     assert min(cached[1:]) > 100 and min(single_cached[1:]) > 100, "later steps should reuse the earlier contexts"
 
 
@@ -276,6 +287,22 @@ def test_a_prompt_that_is_not_a_continuation_is_prefilled_in_full(greedy):
     agent.complete([context])
     [edited] = agent.complete(["X" + context])
     assert edited.cached_tokens == 0
+
+
+def test_a_new_episode_reuses_the_instructions_of_another(greedy, sharp_model):
+    from swirl_agents.agents.decoding import common_prefix
+
+    contexts = first_step_contexts()[0:3:2]  # two questions, one instruction block
+    first, second = (greedy.tokenizer(c)["input_ids"] for c in contexts)
+    shared = common_prefix(first, second)
+    assert 0 < shared < len(second) - 1
+    agent = TransformersAgent(sharp_model, greedy.tokenizer, max_new_tokens=16, do_sample=False)
+    agent.complete(contexts[:1])
+    [reused] = agent.complete(contexts[1:])
+    [fresh] = TransformersAgent(sharp_model, greedy.tokenizer, max_new_tokens=16, do_sample=False,
+                                prefix_cache=0).complete(contexts[1:])
+    assert reused.cached_tokens == shared and fresh.cached_tokens == 0
+    assert reused.text == fresh.text
 
 
 def test_changing_the_weights_drops_the_prefix_cache(greedy):
@@ -309,6 +336,26 @@ def test_other_cache_layouts_batch_like_single_prompts(greedy, hotpot_contexts, 
     assert agent.act_batch(contexts) == single
     steps, cached = play_lockstep(agent, [0, 1], 2)
     assert (cached[1] > 0) == (arch == "llama-gqa")
+
+
+def test_grouped_query_steps_match_the_models_own_generate(greedy, hotpot_contexts):
+    """The decoding loop (its masks, cache and positions) against transformers' generate, on peaked attention."""
+    import torch
+
+    model = build_tiny_model(greedy.tokenizer, n_layer=2, n_embd=64, n_head=4, n_kv_head=1, seed=3)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(8.0)
+            layer.self_attn.k_proj.weight.mul_(8.0)
+    contexts = hotpot_contexts[:2] + first_step_contexts()[:2]
+    agent = TransformersAgent(model, greedy.tokenizer, max_new_tokens=12, do_sample=False, batch_size=4)
+    ours = [c.text for c in agent.complete(contexts, stop=())]
+    theirs = []
+    for context in contexts:
+        ids = greedy.tokenizer(context, return_tensors="pt")["input_ids"]
+        out = model.generate(ids, max_new_tokens=12, do_sample=False)
+        theirs.append(greedy.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+    assert ours == theirs
 
 
 def test_stop_strings_spanning_several_tokens_stop_generation(scripted_model_dir):

@@ -214,6 +214,11 @@ def buffer_layer_class():
             self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
             return self.keys, self.values
 
+        def select_rows(self, rows: Any) -> None:
+            """Keep only the batch rows ``rows`` (a copy of their buffers)."""
+            self._k, self._v = self._k[rows], self._v[rows]
+            self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
+
     return BufferLayer
 
 

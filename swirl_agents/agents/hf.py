@@ -300,9 +300,7 @@ class TransformersAgent:
         with torch.inference_mode():
             pad = self._padding_mask(batch, n_new)
             cache, logits, reused = self._prefill(batch, pad, n_new)
-            tokens, kept, fed = self._decode(cache, logits, batch, pad, stop, self._picker(settings, seed), n_new)
-            if self._layout is not None and self.cache.capacity:
-                self._remember(batch, cache, tokens, kept, fed)
+            tokens, kept = self._decode(cache, logits, batch, pad, stop, self._picker(settings, seed), n_new)
         rows, kept = tokens.tolist(), kept.tolist()
         return [self._completion(row[:k], len(x), stop, n) for row, k, x, n in zip(rows, kept, batch.ids, reused)]
 
@@ -402,24 +400,29 @@ class TransformersAgent:
         return self._stoppers[key]
 
     def _decode(self, cache: Any, logits: Any, batch: _Batch, pad: Any, stop: tuple[str, ...],
-                pick: Callable[[Any], Any], n_new: int) -> tuple[Any, Any, int]:
-        """Sample up to ``n_new`` tokens per row; return them (B, T), how many each row keeps, and how many were fed.
+                pick: Callable[[Any], Any], n_new: int) -> tuple[Any, Any]:
+        """Sample up to ``n_new`` tokens per row; return them (B, T) and how many each row keeps.
 
         A row is done at end-of-sequence or once its text holds a stop string; the loop ends when
-        every row is done. Tokens fed back through the model have keys and values in ``cache``.
+        every row is done. Once half the rows still in the forward pass are done, they leave it (their
+        keys and values go to the prefix cache first): steps of different lengths do not keep paying
+        for the rows that have already stopped.
         """
         import torch
 
-        device, width = logits.device, batch.width
+        device, width, rows = logits.device, batch.width, len(batch.ids)
         stopper = self._stopper(stop, logits.shape[-1])
         eos = torch.tensor(sorted(self._eos), device=device)
-        tokens = torch.zeros((len(batch.ids), n_new), dtype=torch.long, device=device)
-        kept = torch.full((len(batch.ids),), n_new, dtype=torch.long, device=device)
-        done = torch.zeros(len(batch.ids), dtype=torch.bool, device=device)
+        tokens = torch.zeros((rows, n_new), dtype=torch.long, device=device)
+        kept = torch.full((rows,), n_new, dtype=torch.long, device=device)
+        done = torch.zeros(rows, dtype=torch.bool, device=device)
+        live = torch.arange(rows, device=device)  # the batch row of each row of the forward pass
         positions = torch.tensor([len(x) for x in batch.ids], device=device)[:, None]
-        mask = self._step_mask(pad, len(batch.ids), width, n_new)
+        mask = self._step_mask(pad, rows, width, n_new)
+        compact = self._layout is not None  # the buffer cache can drop rows; a model's own cache is left whole
+        remember = self._layout is not None and self.cache.capacity > 0
         for step in range(n_new):
-            tokens[:, step] = pick(logits)
+            tokens[live, step] = pick(logits)
             ended = torch.isin(tokens[:, step], eos)
             if stopper is not None:
                 ended |= stopper.hits(tokens, step, ~done)
@@ -427,43 +430,61 @@ class TransformersAgent:
             done |= ended
             if step + 1 == n_new or bool(done.all()):
                 break
-            out = self.model(input_ids=tokens[:, step : step + 1], position_ids=positions + step,
-                             attention_mask=mask(step), past_key_values=cache, use_cache=True)
+            stopped = done[live]
+            if compact and 2 * int(stopped.sum()) >= len(live) > 1:
+                if remember:
+                    self._remember(batch, cache, live[stopped].tolist(), stopped.nonzero().flatten().tolist(),
+                                   tokens, kept, step)
+                stay = (~stopped).nonzero().flatten()
+                for layer in cache.layers:
+                    layer.select_rows(stay)
+                live, logits, positions = live[stay], logits[stay], positions[stay]
+                mask = None if mask is None else mask[stay]
+            out = self.model(input_ids=tokens[live, step : step + 1], position_ids=positions + step,
+                             attention_mask=None if mask is None else mask[..., : width + step + 1],
+                             past_key_values=cache, use_cache=True)
             logits = out.logits[:, -1]
-        return tokens[:, : step + 1], kept, step
+        if remember:
+            self._remember(batch, cache, live.tolist(), list(range(len(live))), tokens, kept, step)
+        return tokens[:, : step + 1], kept
 
-    def _step_mask(self, pad: Any, rows: int, width: int, n_new: int) -> Callable[[int], Any]:
-        """The attention mask for decoding step ``step`` (its token in slot ``width + step``)."""
+    def _step_mask(self, pad: Any, rows: int, width: int, n_new: int) -> Any:
+        """The attention mask of the decoding steps, each step's being its first ``width + step + 1`` slots.
+
+        ``None`` where none is needed; for SDPA over the buffer cache a (rows, 1, 1, width + n_new)
+        additive 4D mask (faster on CPU than boolean), built once; otherwise the padding mask.
+        """
         sdpa = self._layout is not None and getattr(self.model.config, "_attn_implementation", None) == "sdpa"
         # With a mask, SDPA runs a grouped-query model's one-token step once per key/value head, its query
         # heads stacked; without, it repeats keys and values per query head: on CPU, 2.3x the time.
         grouped = sdpa and self.model.device.type == "cpu" and any(
             heads < self.model.config.num_attention_heads for heads, _ in self._layout)
         if pad is None and not grouped:
-            return lambda step: None
-        if sdpa:
-            # A one-token query over a full-attention cache needs only the padding mask: built once as
-            # the 4D mask SDPA takes (additive: faster on CPU than boolean), not rebuilt at every step.
-            import torch
+            return None
+        if not sdpa:
+            return pad
+        import torch
 
-            dtype, device = self.model.dtype, self.model.device
-            full = torch.zeros((rows, 1, 1, width + n_new), dtype=dtype, device=device)
-            if pad is not None:
-                full.masked_fill_(~pad[:, None, None, :], torch.finfo(dtype).min)
-            return lambda step: full[..., : width + step + 1]
-        return lambda step: pad[:, : width + step + 1]
+        dtype, device = self.model.dtype, self.model.device
+        full = torch.zeros((rows, 1, 1, width + n_new), dtype=dtype, device=device)
+        if pad is not None:
+            full.masked_fill_(~pad[:, None, None, :], torch.finfo(dtype).min)
+        return full
 
-    def _remember(self, batch: _Batch, cache: Any, tokens: Any, kept: Any, fed: int) -> None:
-        """Store each row's prompt and fed continuation (through its stop) with their keys and values."""
+    def _remember(self, batch: _Batch, cache: Any, rows: list[int], slots: list[int], tokens: Any, kept: Any,
+                  fed: int) -> None:
+        """Store batch rows ``rows`` (at ``slots`` of the cache buffers) in the prefix cache: each prompt and its
+        continuation through the stop, of which ``fed`` tokens have keys and values."""
         width = batch.width
-        n_gen = kept.clamp(max=fed).tolist()
-        generated = tokens.tolist()
-        for row, (text, x, n) in enumerate(zip(batch.texts, batch.ids, n_gen)):
+        n_gen = kept[rows].clamp(max=fed).tolist()
+        generated = tokens[rows].tolist()
+        for row, slot, n, new in zip(rows, slots, n_gen, generated):
+            x = batch.ids[row]
             start, end = width - len(x), width + n
-            self.cache.store(text, CachedContext(
-                x + generated[row][:n],
-                [layer._k[row, :, start:end].clone() for layer in cache.layers],  # a copy: frees the batch buffer
-                [layer._v[row, :, start:end].clone() for layer in cache.layers]))
+            self.cache.store(batch.texts[row], CachedContext(
+                x + new[:n],
+                [layer._k[slot, :, start:end].clone() for layer in cache.layers],  # a copy: frees the batch buffer
+                [layer._v[slot, :, start:end].clone() for layer in cache.layers]))
 
     def _completion(self, new_ids: list[int], prompt_len: int, stop: tuple[str, ...], cached: int) -> Completion:
         """Decode one row's kept tokens: drop what follows EOS, cut after the stop, and count the tokens."""

@@ -261,6 +261,36 @@ def test_greedy_steps_are_the_same_with_and_without_the_prefix_cache(greedy, sha
     assert min(cached[1:]) > 100 and min(single_cached[1:]) > 100, "later steps should reuse the earlier contexts"
 
 
+def test_rows_that_stop_early_leave_the_forward_pass_and_change_nothing(greedy, sharp_model, hotpot_contexts):
+    def agent(**kw) -> TransformersAgent:
+        return TransformersAgent(sharp_model, greedy.tokenizer, max_new_tokens=16, do_sample=False, **kw)
+
+    contexts = hotpot_contexts[:2] + first_step_contexts()[:6]
+    free = agent(prefix_cache=0).complete(contexts, stop=())
+    stop = sorted({c.text[max(0, k - 4) : k] for c, k in zip(free, range(2, 40, 5))} - {""})
+    batched = agent(batch_size=8)
+    sizes: list[int] = []
+    hook = sharp_model.register_forward_pre_hook(lambda m, a, kw: sizes.append(kw["input_ids"].shape[0]),
+                                                 with_kwargs=True)
+    try:
+        out = batched.complete(contexts, stop=stop)
+    finally:
+        hook.remove()
+    alone = [agent(batch_size=1).complete([c], stop=stop)[0] for c in contexts]
+    assert [c.text for c in out] == [c.text for c in alone]
+    assert len({c.completion_tokens for c in out}) > 2, "rows should stop at different steps"
+    assert 8 in sizes and min(sizes) < 8, "rows that stopped should have left the forward pass"
+    # what the rows that left stored in the prefix cache is right: the next step reuses it exactly
+    following = [c + o.text + "\n\nNext:" for c, o in zip(contexts, out)]
+    again = batched.complete(following, stop=stop)
+    fresh = agent(prefix_cache=0, batch_size=8).complete(following, stop=stop)
+    assert [c.text for c in again] == [c.text for c in fresh]
+    prompt_tokens = [len(greedy.tokenizer(x)["input_ids"]) for x in contexts]
+    assert all(c.cached_tokens >= n - 2 for c, n in zip(again, prompt_tokens))  # a merge at the seam at most
+    first_out = min(c.completion_tokens for c in out)
+    assert all(c.cached_tokens > n for c, o, n in zip(again, out, prompt_tokens) if o.completion_tokens == first_out)
+
+
 def test_sampled_steps_with_the_prefix_cache_are_reproducible(greedy):
     def play(seed: int) -> list[list[str]]:
         agent = TransformersAgent(greedy.model, greedy.tokenizer, max_new_tokens=12, seed=seed, batch_size=4)

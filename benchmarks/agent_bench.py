@@ -328,15 +328,16 @@ episode reuses the instructions it shares with earlier ones), one decoding loop 
 stop-string check, inverse-CDF sampling. Batching shares what a forward pass costs whatever its
 batch: Python and dispatch in every layer, most of a batch-1 decoding step for a model this small.
 On a CPU it cannot share arithmetic that grows with the rows. A batched decoding step still reads
-every row's keys and values (memory-bound) and computes every row's logits and sample: with
-grouped-query attention, as in the models users run, the bytes read per row scale with the key/value
-heads, not the query heads (`--n-kv-head 4` measures one key/value head per query head). A padded prompt pass does the same
-arithmetic as its rows one by one, so prompt work shrinks only by the passes' fixed cost: it bounds
-`scripted` (five paragraphs appended per step, steps of a few tokens), where even prompt work at the
-one-pass floor would leave batching under 8x. `random` re-prefills the steps it wrote: random tokens
-are not the tokenizer's own segmentation of their text, so a step re-tokenises differently from the
-tokens that wrote it and only the previous prompt is reused. On a GPU the rows of a forward pass run
-in parallel and neither bound applies; no GPU was available to this run."""
+every row's keys and values (memory-bound) and computes every row's logits and sample: with grouped-
+query attention, as in the models users run, the bytes read per row scale with the key/value heads,
+not the query heads (`--n-kv-head 4` measures one key/value head per query head). A padded prompt
+pass does the same arithmetic as its rows one by one, so prompt work shrinks only by the passes'
+fixed cost: it bounds `scripted` (five paragraphs appended per step, steps of a few tokens), where
+even prompt work at the one-pass floor would leave batching under 8x. `random` re-prefills the steps
+it wrote: random tokens are not the tokenizer's own segmentation of their text, so a step re-
+tokenises differently from the tokens that wrote it and only the previous prompt is reused. On a GPU
+the rows of a forward pass run in parallel and neither bound applies; no GPU was available to this
+run."""
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -458,7 +458,7 @@ class TransformersAgent:
         # With a mask, SDPA runs a grouped-query model's one-token step once per key/value head, its query
         # heads stacked; without, it repeats keys and values per query head: on CPU, 2.3x the time.
         grouped = sdpa and self.model.device.type == "cpu" and any(
-            heads < self.model.config.num_attention_heads for heads, _ in self._layout)
+            heads < getattr(self.model.config, "num_attention_heads", 0) for heads, _ in self._layout)
         if pad is None and not grouped:
             return None
         if not sdpa:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import subprocess
 import time
@@ -78,6 +79,7 @@ def train(config: TrainConfig, transitions: Sequence[Transition], *, model: Any 
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    _quiet_padding_warning()
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_precision(config.mixed_precision))
     set_seed(config.seed)
     model, tokenizer = _load(config, model, tokenizer)
@@ -276,6 +278,23 @@ def _adapters_off(model: Any) -> Any:
             return peft_model(**kwargs)
 
     return forward
+
+
+class _PaddingWarningFilter(logging.Filter):
+    """Drops transformers' "pass an attention_mask, your input_ids may be padded" warning.
+
+    The trainer passes no mask on purpose (see :func:`policy_logprobs`): rows are right-padded and
+    under causal attention no real token sees the padding after it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "recommend passing in an `attention_mask`" not in record.getMessage()
+
+
+def _quiet_padding_warning() -> None:
+    log = logging.getLogger("transformers.modeling_utils")
+    if not any(isinstance(f, _PaddingWarningFilter) for f in log.filters):
+        log.addFilter(_PaddingWarningFilter())
 
 
 def _trainable(config: TrainConfig, model: Any) -> Any:

@@ -205,3 +205,25 @@ def test_missing_model_and_bad_resume_path(tmp_path, gsm8k_episodes, tiny_tokeni
               model=tiny_model(tiny_tokenizer), tokenizer=tiny_tokenizer)
     with pytest.raises(ValueError, match="at least one transition"):
         train(_config(tmp_path), [], model=tiny_model(tiny_tokenizer), tokenizer=tiny_tokenizer)
+
+
+def test_the_padding_mask_warning_is_dropped_and_other_warnings_kept():
+    """The trainer passes right-padded rows without a mask on purpose; transformers' warning about it is noise."""
+    import logging
+
+    from swirl_agents.training import trainer
+
+    trainer._quiet_padding_warning()
+    trainer._quiet_padding_warning()  # idempotent
+    log = logging.getLogger("transformers.modeling_utils")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    log.addHandler(handler)
+    try:
+        log.warning("We strongly recommend passing in an `attention_mask` since your input_ids may be padded.")
+        log.warning("Some other warning")
+    finally:
+        log.removeHandler(handler)
+    assert seen == ["Some other warning"]
+    assert sum(isinstance(f, trainer._PaddingWarningFilter) for f in log.filters) == 1

@@ -25,6 +25,7 @@ from swirl_agents.pipeline import PipelineConfig, run_pipeline, versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("accuracy", "process_label_accuracy", "answered", "malformed_rate")
+LOWER_IS_BETTER = {"malformed_rate"}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -44,7 +45,8 @@ def summarize(runs: list[dict]) -> dict:
             after = [r["evals"][name][env][metric] for r, name in zip(runs, last)]
             diff = [a - b for a, b in zip(after, base)]
             out["envs"][env][metric] = {"base": mean_std(base), "swirl": mean_std(after), "difference": mean_std(diff),
-                                        "improved_seeds": sum(d > 0 for d in diff)}
+                                        "improved_seeds": sum((d < 0) if metric in LOWER_IS_BETTER else (d > 0)
+                                                              for d in diff)}
     for stage in runs[0]["timings"]:
         out["timings"][stage] = mean_std([r["timings"].get(stage, 0.0) for r in runs])
     out["total_seconds"] = mean_std([sum(r["timings"].values()) for r in runs])

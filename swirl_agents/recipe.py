@@ -82,8 +82,9 @@ class RecipeConfig:
     """Previous-token heads (layer 0) and induction heads (layer 1) wired in at initialisation; 0: plain random init."""
     max_positions: int = 2048
     """Longest sequence the tiny model handles, in tokens (a whole episode must fit)."""
-    sft_steps: int = 1000
-    """Optimizer steps of the SFT warm start."""
+    sft_steps: int = 2500
+    """Optimizer steps of the SFT warm start (against 1000, seed 0 solved more than twice the bridge questions,
+    12 of 132 against 5, and SWiRL then lifted QA as well as maths)."""
     sft_learning_rate: float = 3e-3
     """Peak learning rate of the SFT warm start (cosine decay, 5% warmup)."""
     sft_tokens_per_batch: int = 2048

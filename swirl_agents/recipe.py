@@ -83,8 +83,8 @@ class RecipeConfig:
     max_positions: int = 2048
     """Longest sequence the tiny model handles, in tokens (a whole episode must fit)."""
     sft_steps: int = 2500
-    """Optimizer steps of the SFT warm start (against 1000, seed 0 solved more than twice the bridge questions,
-    12 of 132 against 5, and SWiRL then lifted QA as well as maths)."""
+    """Optimizer steps of the SFT warm start. 2500 rather than 1000: the base policy solves more than twice
+    the bridge questions (12 of 132 against 5 on seed 0), and SWiRL then lifts QA as well as maths."""
     sft_learning_rate: float = 3e-3
     """Peak learning rate of the SFT warm start (cosine decay, 5% warmup)."""
     sft_tokens_per_batch: int = 2048

@@ -299,7 +299,7 @@ def _quiet_padding_warning() -> None:
 
 def _trainable(config: TrainConfig, model: Any) -> Any:
     if config.gradient_checkpointing:
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
+        if hasattr(model, "activation_checkpointing_enable"):  # newer transformers; the old name is deprecated
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -316,6 +316,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 def keep_other_backends(report: dict, previous: Path, ran: list[str]) -> None:
     """Copy into ``report`` the rows of the backends not in ``ran`` from the results file ``previous``."""
+    if not previous.exists():
+        raise SystemExit(f"--keep-other-backends copies rows from earlier results, but {previous} does not exist: "
+                         "run once without it")
     old = json.loads(previous.read_text())
     for name, entry in report["corpora"].items():
         for backend, row in old["corpora"].get(name, {}).items():

@@ -157,7 +157,7 @@ class PrefixCache:
         key = max((k for k in self._entries if text.startswith(k)), key=len, default=None)
         if key is not None:
             self._entries.move_to_end(key)
-            return self._entries[key], common_prefix(self._entries[key].ids, ids)
+            return self._entries[key], common_prefix(self._entries[key].id_array, ids)
         return self._longest_shared(ids)
 
     def _longest_shared(self, ids: Sequence[int]) -> tuple[CachedContext | None, int]:
@@ -166,11 +166,9 @@ class PrefixCache:
 
         query, best, shared = np.asarray(ids), None, 0
         for key, entry in self._entries.items():
-            n = min(len(query), len(entry.ids))
-            if n <= shared or entry.ids[0] != query[0]:
+            if min(len(query), len(entry.ids)) <= shared or entry.ids[0] != query[0]:
                 continue
-            differ = np.flatnonzero(entry.id_array[:n] != query[:n])
-            n = int(differ[0]) if differ.size else n
+            n = common_prefix(entry.id_array, query)
             if n > shared:
                 best, shared = key, n
         if best is None:
@@ -213,6 +211,10 @@ def buffer_layer_class():
             self._n += n
             self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
             return self.keys, self.values
+
+        def span(self, row: int, start: int, end: int) -> tuple[Any, Any]:
+            """Copies of batch row ``row``'s keys and values in slots ``start:end`` (each (heads, n, head_dim))."""
+            return self._k[row, :, start:end].clone(), self._v[row, :, start:end].clone()
 
         def select_rows(self, rows: Any) -> None:
             """Keep only the batch rows ``rows`` (a copy of their buffers)."""

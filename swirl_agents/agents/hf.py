@@ -480,11 +480,8 @@ class TransformersAgent:
         generated = tokens[rows].tolist()
         for row, slot, n, new in zip(rows, slots, n_gen, generated):
             x = batch.ids[row]
-            start, end = width - len(x), width + n
-            self.cache.store(batch.texts[row], CachedContext(
-                x + new[:n],
-                [layer._k[slot, :, start:end].clone() for layer in cache.layers],  # a copy: frees the batch buffer
-                [layer._v[slot, :, start:end].clone() for layer in cache.layers]))
+            spans = [layer.span(slot, width - len(x), width + n) for layer in cache.layers]  # copies: free the batch
+            self.cache.store(batch.texts[row], CachedContext(x + new[:n], [k for k, _ in spans], [v for _, v in spans]))
 
     def _completion(self, new_ids: list[int], prompt_len: int, stop: tuple[str, ...], cached: int) -> Completion:
         """Decode one row's kept tokens: drop what follows EOS, cut after the stop, and count the tokens."""

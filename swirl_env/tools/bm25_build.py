@@ -37,8 +37,6 @@ _UNSEEN, _NONE = np.iinfo(np.int32).min, -1
 """Piece codes besides term ids: not normalised yet; no terms (stopwords). ``-2 - k``: k-th multi-term piece."""
 
 
-
-
 def build_index(
     texts: Iterable[str], tokenizer: Tokenizer, *, k1: float = 1.5, b: float = 0.75, workers: int | None = None
 ) -> Index:

@@ -3,9 +3,9 @@
 ``pip install -e .`` compiles ``_bm25_kernel.c`` when a C compiler is there; without one the package
 installs all the same and bm25.py keeps its numpy code, which builds the same index and answers with
 the same documents in the same order (scores may differ by a few float32 ulps: the sums run in another
-order). At a million paragraphs on 2 cores the kernel builds the index in 9 s against numpy's 34 (11 and
-24 s of CPU), answers a median query in 0.2 ms against 0.8, and answers the first query in a new
-process at once (no JIT). Set ``SWIRL_BM25_KERNEL=0`` to use the numpy code anyway.
+order). At a million paragraphs on 2 cores the kernel builds the index in 11 s (16 s of CPU) and
+answers a median query in 0.24 ms (``benchmarks/results/search.md``), and answers the first query in
+a new process at once (no JIT). Set ``SWIRL_BM25_KERNEL=0`` to use the numpy code anyway.
 """
 
 from __future__ import annotations

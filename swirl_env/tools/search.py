@@ -158,8 +158,8 @@ class BM25Search:
     def search_batch(self, queries: Iterable[str], k: int | None = None, *, workers: int = 1) -> list[list[Hit]]:
         """:meth:`search` for each query, in order, on ``workers`` threads.
 
-        The compiled kernel releases the GIL while it scores: on 2 cores, two threads answered 4577
-        queries/s against 3523 for one at 1M passages (machine load 1.6); on a busy machine one thread
+        The compiled kernel releases the GIL while it scores, but on 2 cores two threads answered 3621
+        queries/s against 3512 for one at 1M passages (``benchmarks/results/search.md``); one thread
         leaves the other core to other work, hence the default.
         """
         queries = list(queries)

@@ -30,7 +30,7 @@ import gymnasium as gym
 
 import swirl_env
 from swirl_agents import __version__
-from swirl_agents.agents.base import act_batch, agent_name
+from swirl_agents.agents.base import agent_name, for_sample, step_batch
 from swirl_agents.episodes import Episode, EpisodeRecorder, EpisodeWriter
 
 
@@ -95,17 +95,6 @@ def episode_id(env_id: str, question_id: str, sample: int) -> str:
     return f"{env_id}/{question_id}/{sample}"
 
 
-def agent_for_sample(agent: Any, seed: int) -> Any:
-    """The agent that writes one sample: ``agent.with_seed(seed)`` when it has it, else ``agent`` itself.
-
-    Agents whose output is random (a reference agent's injected mistakes, a sampling LM) define
-    ``with_seed`` so that sample ``k`` of a question is the same episode whatever the batch order
-    or an interruption; agents without it are shared by every slot.
-    """
-    with_seed = getattr(agent, "with_seed", None)
-    return with_seed(seed) if callable(with_seed) else agent
-
-
 def select_questions(env: gym.Env, question_ids: Sequence[str] | None, num_questions: int | None) -> list[str]:
     """The question ids to run: ``question_ids`` (checked), else the first ``num_questions`` of the env."""
     known = [q.id for q in env.unwrapped.questions]
@@ -147,17 +136,10 @@ def _ask(slots: list[_Slot]) -> list[tuple[str, dict, float]]:
         agent = slots[members[0]].agent
         observations = [slots[i].recorder.observation for i in members]
         start = time.perf_counter()
-        if hasattr(agent, "act_batch_with_meta"):
-            steps = list(agent.act_batch_with_meta(observations))
-        elif hasattr(agent, "act_with_meta"):
-            steps = [agent.act_with_meta(o) for o in observations]
-        else:
-            steps = [(text, {}) for text in act_batch(agent, observations)]
-        if len(steps) != len(members):
-            raise ValueError(f"expected {len(members)} steps from {agent_name(agent)}, actual {len(steps)}")
+        steps = step_batch(agent, observations)
         share = (time.perf_counter() - start) / len(members)  # the call's time, split evenly
-        for i, (text, meta) in zip(members, steps):
-            out[i] = (text, dict(meta or {}), share)
+        for i, s in zip(members, steps):
+            out[i] = (s.text, dict(s.meta or {}), share)
     return out  # type: ignore[return-value]
 
 
@@ -185,8 +167,8 @@ def generate_episodes(
     Args:
         env_id: A registered env id (``SwirlHotpot-v0``), or an env already built (its spec id names
             the episodes).
-        agent: Anything with ``act``; ``act_batch`` is used for one call per lockstep step,
-            ``act_with_meta`` (per observation) when present, its meta stored in ``Step.meta``;
+        agent: Anything with ``act``; its fastest form (:func:`swirl_agents.agents.base.step_batch`) is
+            called once per lockstep step, and ``StepOutput.meta`` is stored in ``Step.meta``;
             ``with_seed(seed)`` when present gives each sample its own deterministic agent.
         out: The JSONL file; episodes already in it are skipped (resume).
         question_ids: Questions to run; default the first ``num_questions`` (or all) of the env.
@@ -263,7 +245,7 @@ def _run(env, name, agent, pending, writer, batch_size, tool_workers, seed, prog
 
 def _start(slot: _Slot, question_id: str, sample: int, *, name: str, agent: Any, seed: int) -> None:
     ep_seed = episode_seed(seed, question_id, sample)
-    slot.agent = agent_for_sample(agent, ep_seed)
+    slot.agent = for_sample(agent, ep_seed)
     slot.recorder = EpisodeRecorder(
         slot.env,
         episode_id=episode_id(name, question_id, sample),

@@ -9,7 +9,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from swirl_agents.agents.base import act_batch, agent_name
+from swirl_agents.agents.base import AgentFault, agent_name, step_batch
 from swirl_agents.episodes import Episode, EpisodeRecorder
 from swirl_agents.rollout import run_versions
 from swirl_env.data.types import Question
@@ -68,11 +68,10 @@ def _find(env: gym.Env, question: str | Question) -> str:
 
 def _next_step(agent: Any, observation: str) -> tuple[str, dict, float]:
     start = time.perf_counter()
-    if hasattr(agent, "act_with_meta"):
-        text, meta = agent.act_with_meta(observation)
-    else:
-        text, meta = act_batch(agent, [observation])[0], {}
-    return text, dict(meta or {}), time.perf_counter() - start
+    out = step_batch(agent, [observation])[0]
+    if out.fault:
+        raise AgentFault(f"{agent_name(agent)} could not write a step: {out.fault}")
+    return out.text, dict(out.meta or {}), time.perf_counter() - start
 
 
 def solve(
@@ -89,7 +88,7 @@ def solve(
     Args:
         question: Free text (not necessarily in any data set; scored against no gold answers), or a
             :class:`Question`. With an env instance, an id or the exact text of one of its questions.
-        agent: Anything with ``act`` (or ``act_with_meta``).
+        agent: Anything with ``act`` (or ``step_batch``, whose ``meta`` is recorded).
         env_id: A registered env id, built with ``questions=[question]`` (its tools and prompt), or an
             env instance.
         max_steps: Step limit (default the env's: 5 for QA, 10 for math).

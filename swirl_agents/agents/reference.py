@@ -23,7 +23,7 @@ used, are drawn from a SHA-256 hash of ``(seed, question id, step index, purpose
 same step, on any machine. Different samples of one question use different seeds: build one
 agent per sample with ``agent.with_seed(base_seed + k)`` (cheap: the question index is shared).
 
-**Annotations.** ``act_with_meta(observation) -> (step, meta)`` returns with every step a dict
+**Annotations.** ``step(observation)`` returns with every step a dict (``StepOutput.meta``)
 that the rollout stores in ``Step.meta``:
 
 - ``mistake``: the injected mistake kind, or ``""``. A step is BAD iff ``mistake`` is not empty.
@@ -60,6 +60,7 @@ from typing import Any
 from swirl_env import context as ctx
 from swirl_env.actions import Action, parse_action
 from swirl_env.data.types import Question
+from swirl_agents.agents.base import StepOutput
 
 __all__ = ["ReferenceAgent", "ReferenceMathAgent", "ReferenceQAAgent", "PastStep", "draw", "read_context"]
 
@@ -186,20 +187,17 @@ class ReferenceAgent:
 
     def act(self, observation: str) -> str:
         """The next step (reasoning, then one action) for the context ``observation``."""
-        return self.act_with_meta(observation)[0]
+        return self.step(observation).text
 
-    def act_with_meta(self, observation: str) -> tuple[str, dict[str, Any]]:
+    def step(self, observation: str) -> StepOutput:
         """The next step and its annotation (``mistake``, ``intent``, ...) for ``Step.meta``."""
         question_text, steps, max_steps = read_context(observation)
         question = self.find_question(question_text, observation)
         turn = self.next_turn(question, steps, max_steps or self.DEFAULT_MAX_STEPS)
-        return turn.render(), turn.meta
+        return StepOutput(turn.render(), turn.meta)
 
-    def act_batch(self, observations: Sequence[str]) -> list[str]:
-        return [self.act(o) for o in observations]
-
-    def act_batch_with_meta(self, observations: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
-        return [self.act_with_meta(o) for o in observations]
+    def step_batch(self, observations: Sequence[str]) -> list[StepOutput]:
+        return [self.step(o) for o in observations]
 
     # -- helpers for subclasses ----------------------------------------------------------------
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from swirl_env import context as ctx
+from swirl_agents.agents.base import StepOutput
 from swirl_agents.episodes import Episode, Step, read_episodes
 
 __all__ = ["ReplayAgent"]
@@ -80,9 +81,9 @@ class ReplayAgent:
         return other
 
     def act(self, observation: str) -> str:
-        return self.act_with_meta(observation)[0]
+        return self.step(observation).text
 
-    def act_with_meta(self, observation: str) -> tuple[str, dict[str, Any]]:
+    def step(self, observation: str) -> StepOutput:
         """The recorded step for ``observation`` and its recorded ``Step.meta``."""
         steps = self._index.get(state_key(observation))
         if not steps:
@@ -94,10 +95,10 @@ class ReplayAgent:
                 f"({len({s.action for s in steps})} distinct) from samples with different seeds; replay one "
                 f"sample at a time with agent.with_seed(episode.seed), or pass only one episode per question"
             )
-        return first.action, dict(first.meta)
+        return StepOutput(first.action, dict(first.meta))
 
-    def act_batch(self, observations: list[str]) -> list[str]:
-        return [self.act(o) for o in observations]
+    def step_batch(self, observations: Sequence[str]) -> list[StepOutput]:
+        return [self.step(o) for o in observations]
 
     def _missing_message(self, observation: str) -> str:
         try:

@@ -7,6 +7,7 @@ import pytest
 
 import swirl_env  # noqa: F401  (registers the env ids)
 from swirl_agents.agents import reference
+from swirl_agents.agents.base import StepOutput
 from swirl_agents.episodes import decompose, read_episodes
 from swirl_agents.rollout import generate_episodes
 from tests.conftest import require_data
@@ -27,12 +28,15 @@ class SeenLog:
     def with_seed(self, seed):
         return SeenLog(self.inner.with_seed(seed), self.log)
 
-    def act_with_meta(self, observation):
-        step, meta = self.inner.act_with_meta(observation)
-        # Surrounding whitespace and a stray unclosed tag exercise the env's stripping and malformed steps.
-        step = f"\n  {step}  \n" if len(self.log) % 3 else step.replace("</", "<", 1)
-        self.log.append((observation, step))
-        return step, meta
+    def step_batch(self, observations):
+        out = []
+        for observation in observations:
+            s = self.inner.step(observation)
+            # Surrounding whitespace and a stray unclosed tag exercise the env's stripping and malformed steps.
+            step = f"\n  {s.text}  \n" if len(self.log) % 3 else s.text.replace("</", "<", 1)
+            self.log.append((observation, step))
+            out.append(StepOutput(step, s.meta))
+        return out
 
 
 @pytest.mark.parametrize("env_id", sorted(CASES))

@@ -39,7 +39,8 @@ def run_episode(env: gym.Env, agent, question_id: str):
     obs, info = env.reset(options={"question_id": question_id})
     steps, metas, rewards = [], [], []
     while True:
-        step, meta = agent.act_with_meta(obs)
+        out = agent.step(obs)
+        step, meta = out.text, out.meta
         obs, reward, terminated, truncated, info = env.step(step)
         steps.append(step)
         metas.append(meta)
@@ -170,11 +171,11 @@ def test_unknown_question_and_bad_arguments_raise():
         ReferenceMathAgent(make_env("SwirlSynthMath-v0").unwrapped.questions, mistake_rate=1.5)
 
 
-def test_act_batch_equals_act_and_draw_is_stable():
+def test_step_batch_equals_act_and_draw_is_stable():
     env = make_env("SwirlSynthQA-v0")
     agent = agent_for("SwirlSynthQA-v0", mistake_rate=0.5)
     observations = [env.reset(options={"question_index": i})[0] for i in range(8)]
-    assert agent.act_batch(observations) == [agent.act(o) for o in observations]
+    assert [s.text for s in agent.step_batch(observations)] == [agent.act(o) for o in observations]
     assert draw(0, "q", 1, "mistake") == pytest.approx(0.737799, abs=1e-6)  # a fixed function, not Python's hash
 
 

@@ -38,7 +38,8 @@ def replay(env, agent, episode):
     obs, _ = env.reset(seed=episode.seed, options={"question_id": episode.question_id})
     observations, rewards, metas = [obs], [], []
     for _ in episode.steps:
-        step, meta = agent.act_with_meta(obs)
+        out = agent.step(obs)
+        step, meta = out.text, out.meta
         obs, reward, terminated, truncated, _ = env.step(step)
         observations.append(obs)
         rewards.append(reward)

@@ -17,6 +17,7 @@ import swirl_env  # noqa: F401  (registers the env ids)
 from swirl_agents.agents import reference
 from swirl_agents.episodes import read_episodes
 from swirl_agents.rollout import RolloutSummary, episode_seed, generate_episodes, main
+from swirl_agents.agents.base import StepOutput
 from swirl_agents.solve import solve
 from tests.conftest import require_data
 
@@ -35,10 +36,13 @@ class Recording:
     def with_seed(self, seed):
         return Recording(self.inner.with_seed(seed), self.log, self.transform)
 
-    def act_with_meta(self, observation):
-        self.log.append(observation)
-        step, meta = self.inner.act_with_meta(observation)
-        return self.transform(step), meta
+    def step_batch(self, observations):
+        out = []
+        for observation in observations:
+            self.log.append(observation)
+            s = self.inner.step(observation)
+            out.append(StepOutput(self.transform(s.text), s.meta))
+        return out
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +77,7 @@ def test_states_rebuild_byte_for_byte_what_the_agent_saw(which, request, tmp_pat
     for ep in episodes:
         assert ep.instructions == env.unwrapped.instructions and ep.steps
         assert ep.versions["swirl"] and ep.created > 0 and ep.seed == episode_seed(0, ep.question_id, ep.meta["sample"])
-        assert all("mistake" in s.meta for s in ep.steps)  # act_with_meta's annotations are kept
+        assert all("mistake" in s.meta for s in ep.steps)  # StepOutput.meta annotations are kept
         assert ep.gold_answers and (ep.answer is None) == ep.truncated
     assert summary.tool_calls == sum(s.tool not in ("", "answer") for e in episodes for s in e.steps) > 0
     assert 0.0 < summary.accuracy <= 1.0

@@ -1,6 +1,6 @@
 """Export swirl episodes as a Minari dataset (offline-RL tooling reads them with ``minari.load_dataset``).
 
-Install with ``pip install "swirl[minari]"``. Each swirl episode becomes one Minari episode:
+Install with ``pip install "swirl-rl[minari]"``. Each swirl episode becomes one Minari episode:
 
 * ``observations``: the K states the agent saw, then the final context (K + 1 strings, byte for
   byte :meth:`Episode.states` and :meth:`Episode.final_context`);
@@ -36,7 +36,7 @@ def _import_minari() -> Any:
         import minari
         from minari.data_collector import EpisodeBuffer  # noqa: F401  (checks the 0.5 API is there)
     except ImportError as e:
-        raise ImportError(f'Minari export needs minari>=0.5 and pyarrow; install them with pip install "swirl[minari]" ({e})') from None
+        raise ImportError(f'Minari export needs minari>=0.5 and pyarrow; install them with pip install "swirl-rl[minari]" ({e})') from None
     return minari
 
 

@@ -34,7 +34,7 @@ def _require_train_extra() -> None:
         import tokenizers  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError(f"{e.name} is needed for local models: pip install \"swirl[train]\"") from e
+        raise ImportError(f"{e.name} is needed for local models: pip install \"swirl-rl[train]\"") from e
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, save_dir: str | os.PathLike | None = None) -> Any:

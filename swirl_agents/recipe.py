@@ -120,7 +120,7 @@ def train_recipe_tokenizer(texts: Iterable[str], vocab_size: int = 4096, max_num
         from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
         from transformers import PreTrainedTokenizerFast
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError(f"{e.name} is needed for the tiny-model recipe: pip install \"swirl[train]\"") from e
+        raise ImportError(f"{e.name} is needed for the tiny-model recipe: pip install \"swirl-rl[train]\"") from e
     texts = list(texts)
     if not texts:
         raise ValueError("expected at least one training text, actual none: pass rendered episodes")

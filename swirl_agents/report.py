@@ -170,7 +170,7 @@ def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError('matplotlib is needed for the report plots: pip install "swirl[train]"') from e
+        raise ImportError('matplotlib is needed for the report plots: pip install "swirl-rl[train]"') from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -29,7 +29,7 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
 def versions() -> dict[str, str]:
     """Versions of swirl, Python and the libraries that shape results."""
     out = {"python": platform.python_version(), "git_commit": git_commit(Path(__file__).resolve().parent)}
-    for package in ("swirl", "gymnasium", "torch", "transformers", "accelerate", "sympy", "numpy"):
+    for package in ("swirl-rl", "gymnasium", "torch", "transformers", "accelerate", "sympy", "numpy"):
         try:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

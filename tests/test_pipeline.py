@@ -37,7 +37,7 @@ def test_run_folder_describes_itself(small_run):
         assert (run / name).exists(), f"{name} missing from the run folder"
     assert json.loads((run / "config.json").read_text())["envs"] == list(ENVS)
     versions = json.loads((run / "versions.json").read_text())
-    assert {"swirl", "python", "torch", "transformers", "git_commit"} <= set(versions)
+    assert {"swirl-rl", "python", "torch", "transformers", "git_commit"} <= set(versions)
     for png in ("eval.png", "training.png"):
         assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     episodes = list(read_episodes(run / "round_1" / "episodes.jsonl"))

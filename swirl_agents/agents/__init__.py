@@ -1,6 +1,6 @@
 """Agents: the protocol, reference and replay agents; model-backed agents in ``hf`` and ``openai_compat``.
 
-``TransformersAgent`` (``swirl_agents.agents.hf``) needs ``pip install "swirl[train]"``;
+``TransformersAgent`` (``swirl_agents.agents.hf``) needs ``pip install "swirl-rl[train]"``;
 ``OpenAICompatAgent`` (``swirl_agents.agents.openai_compat``) talks to any OpenAI-compatible server.
 """
 

@@ -73,7 +73,7 @@ def load_model(model: Any, tokenizer: Any = None, *, device: Any = None, dtype: 
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError(f"{e.name} is needed for TransformersAgent: pip install \"swirl[train]\"") from e
+        raise ImportError(f"{e.name} is needed for TransformersAgent: pip install \"swirl-rl[train]\"") from e
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     if isinstance(model, (str, os.PathLike)):

@@ -2,7 +2,7 @@
 
 ``from swirl_agents.training import TrainConfig, train`` is the whole public surface; the pure
 pieces live in :mod:`~swirl_agents.training.losses` and :mod:`~swirl_agents.training.data`.
-Needs ``pip install "swirl[train]"`` (torch, transformers, accelerate).
+Needs ``pip install "swirl-rl[train]"`` (torch, transformers, accelerate).
 """
 
 from swirl_agents.training.config import TrainConfig

@@ -69,7 +69,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about 30% more compute."""
     lora_r: int = 0
-    """LoRA rank; 0 trains all parameters. Needs ``pip install "swirl[lora]"``."""
+    """LoRA rank; 0 trains all parameters. Needs ``pip install "swirl-rl[lora]"``."""
     lora_alpha: int = 16
     """LoRA scaling numerator."""
     lora_dropout: float = 0.0

@@ -308,7 +308,7 @@ def _trainable(config: TrainConfig, model: Any) -> Any:
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as e:
-        raise ImportError(f'LoRA (TrainConfig.lora_r > 0) needs peft: pip install "swirl[lora]" ({e})') from e
+        raise ImportError(f'LoRA (TrainConfig.lora_r > 0) needs peft: pip install "swirl-rl[lora]" ({e})') from e
     targets = config.lora_target_modules
     targets = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
     if config.gradient_checkpointing:

@@ -16,7 +16,7 @@ from swirl_agents.react_import import import_react
 from swirl_agents.rollout import generate_episodes
 from tests.conftest import require_data
 
-minari = pytest.importorskip("minari", reason='the Minari export needs pip install "swirl[minari]"')
+minari = pytest.importorskip("minari", reason='the Minari export needs pip install "swirl-rl[minari]"')
 
 
 def _check_roundtrip(episodes, dataset_id, root, monkeypatch):

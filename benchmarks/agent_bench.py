@@ -11,7 +11,7 @@ so both see the same load from other jobs on a shared machine (see :func:`measur
 
 * ``random``: random weights writing ``max_new_tokens`` of garbage per step (malformed steps);
   generation-bound, contexts stay short.
-* ``scripted``: the same model rewired (:func:`swirl_agents.models.script_model`) to search at every
+* ``scripted``: the same model rewired (:func:`swirl_agents.tiny.script_model`) to search at every
   step, so each step appends five real retrieved paragraphs: prompt-bound, contexts grow to ~5k
   characters (~1,500 tokens) over a 5-step QA episode.
 
@@ -44,7 +44,7 @@ import swirl_env
 import swirl_agents
 from swirl_env import context as ctx
 from swirl_agents.agents.hf import TransformersAgent
-from swirl_agents.models import make_tiny_policy, script_model
+from swirl_agents.tiny import make_tiny_policy, script_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCRIPT = "Find it:<search_query>capital city</search_query>"

@@ -42,13 +42,13 @@ import gymnasium as gym
 import swirl_agents
 import swirl_env
 from swirl_agents.agents.hf import TransformersAgent
-from swirl_agents.agents.reference_math import ReferenceMathAgent
-from swirl_agents.agents.reference_qa import ReferenceQAAgent
+from swirl_agents.agents.reference.math import ReferenceMathAgent
+from swirl_agents.agents.reference.qa import ReferenceQAAgent
 from swirl_agents.episodes import read_episodes
 from swirl_agents.judges import (
     BAD, GOOD, UNPARSEABLE, CachedJudge, JudgmentCache, LLMJudge, ReferenceMathJudge, ReferenceQAJudge, judge_episodes,
 )
-from swirl_agents.models import make_tiny_policy
+from swirl_agents.tiny import make_tiny_policy
 from swirl_agents.rollout import generate_episodes
 
 RESULTS = Path(__file__).resolve().parent / "results"

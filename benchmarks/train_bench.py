@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from swirl_agents.episodes import Transition
-from swirl_agents.models import train_tokenizer
+from swirl_agents.tiny import train_tokenizer
 from swirl_agents.training import TrainConfig
 from swirl_agents.training.data import PackedSequence, collate, make_batches, pack_transitions
 from swirl_agents.training.trainer import optimize_step

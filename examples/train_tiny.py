@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import re
 
-from swirl_agents.episodes import Transition
-from swirl_agents.models import build_tiny_model, train_tokenizer
+from swirl_agents.episodes import Episode, Step, Transition, decompose
+from swirl_agents.tiny import build_tiny_model, train_tokenizer
 from swirl_agents.training import TrainConfig, train
 from swirl_env import context as ctx
 from swirl_env.data.gsm8k import read_gsm8k
@@ -34,10 +34,10 @@ def gsm8k_transitions(n_episodes: int) -> list[Transition]:
         steps = [(f"{ANNOTATION.sub('', line).strip()} <math_exp>{m.group(1)}</math_exp>", m.group(2))
                  for line in q.solution.splitlines() for m in ANNOTATION.finditer(line)]
         steps.append((f"So the answer is {q.answers[0]}. <answer>{q.answers[0]}</answer>", None))
-        state = ctx.render_start(instructions, q.question)
-        for i, (action, result) in enumerate(steps):
-            out.append(Transition(state, action, 1.0, q.id, i))
-            state += ctx.render_step(action, result)
+        episode = Episode(q.id, q.id, "SwirlGSM8K-v0", "replayed solution", 0, q.question, instructions,
+                          tuple(Step(action, "", "", result) for action, result in steps), q.answers[0], {}, 1.0,
+                          True, False)
+        out += decompose(episode, [1.0] * len(steps))
     return out
 
 
@@ -51,10 +51,10 @@ def main() -> None:
 
     transitions = gsm8k_transitions(args.episodes)
     # Every process builds the same tokenizer and model (deterministic); DDP also syncs weights from rank 0.
-    tokenizer = train_tokenizer([t.state + t.action for t in transitions], vocab_size=1024)
+    tokenizer = train_tokenizer([t.episode.final_context() for t in transitions], vocab_size=1024)
     model = build_tiny_model(tokenizer, n_layer=2, n_embd=64, n_head=4, max_position_embeddings=2048)
     config = TrainConfig(output_dir=args.output_dir, learning_rate=1e-3, max_steps=args.max_steps,
-                         max_tokens_per_batch=4096, lora_r=args.lora_r, warmup_steps=2, log_every=5)
+                         max_tokens_per_batch=4096, lora_r=args.lora_r, warmup_steps=2, log_every=5, progress=False)
     result = train(config, transitions, model=model, tokenizer=tokenizer)
     print(f"process {result.process_index}/{result.num_processes} done: steps={result.steps} "
           f"final={result.final_model_dir}", flush=True)

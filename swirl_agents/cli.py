@@ -1,7 +1,14 @@
 """The ``swirl`` command: generate, judge, filter, train, evaluate, and the whole pipeline.
 
-Every subcommand's flags come from a config dataclass (one documented field, one flag) and every
-run writes its config, the package versions and the git commit beside its results.
+Every subcommand's flags come from a config dataclass (one documented field, one flag; nested configs
+give ``--name.field`` flags) and every run writes its config, the package versions and the git commit
+beside its results. Ordinary mistakes (an unknown env id, a missing model or file, a bad flag value, a
+server that keeps failing, Ctrl-C) end with a one-paragraph message and a non-zero exit code, never a
+traceback (``SWIRL_DEBUG=1`` shows it); a command that fails validation leaves no run folder behind.
+Re-running a command with the same folder resumes it.
+
+Exit codes: 0 success, 1 a run failed (e.g. a server kept failing), 2 a usage or input error,
+130 interrupted (re-run the same command to resume).
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from swirl_agents.configs import add_dataclass_arguments, from_namespace
@@ -24,15 +31,18 @@ class GenerateConfig:
     env: tuple[str, ...] = ("SwirlSynthQA-v0",)
     """Env ids to generate in (several go into one episode file)."""
     agent: str = "reference"
-    """``reference``, ``reference-noisy``, ``transformers:PATH``, ``openai:URL:MODEL``."""
+    """``reference``, ``reference-noisy``, ``replay:PATH``, ``openai:URL:MODEL``, ``transformers:MODEL`` or a model
+    name/folder/.gguf (e.g. ``smollm2-135m-instruct``)."""
     run_dir: str = "runs/generate"
-    """Folder for episodes.jsonl, config.json and versions.json; re-running resumes."""
+    """Folder for episodes.jsonl, faults.jsonl, config.json and versions.json; re-running resumes."""
     num_questions: int | None = None
     """First N questions of each env (default all)."""
     samples: int = 1
     """Episodes per question."""
-    split: str | None = None
+    split: str = ""
     """Data split (default: the env's own)."""
+    env_kwargs: dict[str, dict] = field(default_factory=dict)
+    """Per-env arguments, e.g. ``{"SwirlHotpot-v0": {"top_k": 2}}`` (JSON), as in ``swirl pipeline``."""
     batch_size: int = 16
     """Episodes run in lockstep (observations per agent call)."""
     seed: int = 0
@@ -41,6 +51,8 @@ class GenerateConfig:
     """Model agents: longest step in tokens."""
     temperature: float = 1.0
     """Model agents: sampling temperature (0: greedy)."""
+    progress: bool = True
+    """Show a progress bar."""
 
 
 @dataclass
@@ -50,7 +62,8 @@ class JudgeConfig:
     episodes: str = "runs/generate/episodes.jsonl"
     """Episode file to judge."""
     judge: str = "reference"
-    """``reference`` (gold-guided), ``outcome``, ``llm:transformers:PATH`` or ``llm:openai:URL:MODEL``."""
+    """``reference`` (gold-guided), ``outcome``, ``llm:MODEL`` or ``llm-logprob:MODEL`` (MODEL: a model name or folder,
+    ``transformers:PATH``, ``openai:URL:MODEL``)."""
     out: str = ""
     """Judgments JSONL (default: judgments.jsonl beside the episodes)."""
     cache: str = ""
@@ -88,13 +101,15 @@ class EvaluateConfig:
     env: tuple[str, ...] = ("SwirlSynthQA-v0",)
     """Env ids to evaluate in."""
     agent: str = "reference"
-    """``reference``, ``transformers:PATH``, ``openai:URL:MODEL``, or a model folder path."""
+    """``reference``, ``replay:PATH``, ``openai:URL:MODEL``, ``transformers:MODEL`` or a model name/folder/.gguf."""
     run_dir: str = "runs/evaluate"
-    """Folder for episodes, metrics.json, config.json and versions.json."""
-    split: str = "test"
-    """Data split to evaluate on."""
+    """Folder for episodes, metrics.json, config.json and versions.json; re-running resumes."""
+    split: str = ""
+    """Data split (default: each env's held-out split, as in ``swirl pipeline``)."""
     num_questions: int | None = 200
     """First N questions of the split (default 200; none for all)."""
+    env_kwargs: dict[str, dict] = field(default_factory=dict)
+    """Per-env arguments, e.g. ``{"SwirlHotpot-v0": {"top_k": 2}}`` (JSON), as in ``swirl pipeline``."""
     batch_size: int = 16
     """Episodes run in lockstep."""
     seed: int = 0
@@ -103,38 +118,38 @@ class EvaluateConfig:
     """Model agents: longest step in tokens."""
     temperature: float = 0.0
     """Model agents: sampling temperature (0: greedy)."""
+    progress: bool = True
+    """Show a progress bar."""
 
 
-def _beside(episodes: str, name: str) -> str:
-    return str(Path(episodes).with_name(name))
+def _env(env_id: str, split: str, env_kwargs: dict):
+    """``gym.make`` with a message that names the known ids (and the split an env has) when it fails."""
+    from swirl_agents.pipeline.config import env_kwargs_for
+    from swirl_agents.rollout import make_env
 
-
-def _agent(spec: str, env, seed: int, max_new_tokens: int = 256, temperature: float = 1.0):
-    """An agent from ``--agent``; a model folder or ``transformers:PATH`` gets the sampling flags."""
-    from swirl_agents.rollout import build_agent
-
-    path = spec.removeprefix("transformers:")
-    if Path(path).is_dir() or spec.startswith("transformers:"):
-        from swirl_agents.agents.hf import TransformersAgent
-
-        return TransformersAgent(path, max_new_tokens=max_new_tokens, temperature=temperature,
-                                 do_sample=temperature > 0, seed=seed)
-    return build_agent(spec, env, seed=seed)
+    return make_env(env_id, **({"split": split} if split else {}), **env_kwargs_for(env_id, env_kwargs))
 
 
 def cmd_generate(c: GenerateConfig) -> int:
-    from swirl_agents.rollout import generate_episodes, make_env
+    from swirl_agents.agents.factory import make_agent
+    from swirl_agents.rollout import generate_episodes
     from swirl_agents.runinfo import write_run_info
 
+    envs = [_env(e, c.split, c.env_kwargs) for e in c.env]
+    agents = [make_agent(c.agent, env, seed=c.seed, temperature=c.temperature, max_new_tokens=c.max_new_tokens,
+                         batch_size=c.batch_size) for env in envs]
     run = write_run_info(c.run_dir, c)
-    for env_id in c.env:
-        env = make_env(env_id, **({"split": c.split} if c.split else {}))
-        agent = _agent(c.agent, env, c.seed, c.max_new_tokens, c.temperature)
-        summary = generate_episodes(env, agent, out=run / "episodes.jsonl",
-                                    num_questions=c.num_questions, samples_per_question=c.samples,
-                                    batch_size=c.batch_size, seed=c.seed)
+    faults = 0
+    for env_id, env, agent in zip(c.env, envs, agents):
+        summary = generate_episodes(env, agent, out=run / "episodes.jsonl", num_questions=c.num_questions,
+                                    samples_per_question=c.samples, batch_size=c.batch_size, seed=c.seed,
+                                    progress=c.progress)
+        faults += summary.faults
         print(f"{env_id} -> {run / 'episodes.jsonl'}\n{summary}")
-    return 0
+    if faults:
+        print(f"{faults} episodes could not be generated (see {run / 'faults.jsonl'}); re-run the same command to "
+              "retry them", file=sys.stderr)
+    return 1 if faults else 0
 
 
 def questions_of(episodes) -> list:
@@ -150,11 +165,12 @@ def questions_of(episodes) -> list:
     for env_id, qids in wanted.items():
         for split in (None, "train", "test", "dev"):
             try:
-                questions = gym.make(env_id, **({"split": split} if split else {})).unwrapped.questions
-            except (ValueError, KeyError, OSError):
+                env = gym.make(env_id, **({"split": split} if split else {}))
+            except (ValueError, KeyError, OSError, gym.error.Error):
                 continue
-            hits = [q for q in questions if q.id in qids]
-            found += hits
+            hits = [q for q in env.unwrapped.questions if q.id in qids]
+            if hits:
+                found.append((env, hits))
             qids -= {q.id for q in hits}
             if not qids:
                 break
@@ -163,62 +179,29 @@ def questions_of(episodes) -> list:
     return found
 
 
-def build_judge(spec: str, episodes, *, chat: bool = False):
-    """A judge from a command-line spec (see :class:`JudgeConfig`)."""
-    from swirl_agents import judges
-
-    if spec == "outcome":
-        return judges.OutcomeJudge()
-    if spec == "reference":
-        questions = questions_of(episodes)
-        math = [q for q in questions if q.dataset in ("gsm8k", "synthmath")]
-        qa = [q for q in questions if q.dataset not in ("gsm8k", "synthmath")]
-        return _RoutingJudge(judges.ReferenceQAJudge(qa), judges.ReferenceMathJudge(math), {q.question for q in math})
-    kind, _, rest = spec.partition(":")
-    if kind == "llm" and rest.startswith("transformers:"):
-        from swirl_agents.agents.hf import TransformersAgent
-
-        return judges.LLMJudge(TransformersAgent(rest.removeprefix("transformers:"), do_sample=False), chat=chat)
-    if kind == "llm" and rest.startswith("openai:"):
-        from swirl_agents.agents.openai_compat import OpenAICompatAgent
-
-        url, _, model = rest.removeprefix("openai:").rpartition(":")
-        return judges.LLMJudge(OpenAICompatAgent(url, model, temperature=0.0), chat=chat)
-    raise ValueError(f"expected --judge reference, outcome, llm:transformers:PATH or llm:openai:URL:MODEL, actual {spec!r}")
-
-
-class _RoutingJudge:
-    """The reference judge for a mix of QA and math episodes: each state goes to the judge of its kind."""
-
-    id, version = "reference", "1"
-
-    def __init__(self, qa, math, math_questions: set[str]):
-        self.qa, self.math, self.math_questions = qa, math, math_questions
-
-    def judge(self, state: str, action: str):
-        from swirl_env.context import QUESTION_PREFIX, to_messages
-
-        question = to_messages(state)[1]["content"].removeprefix(QUESTION_PREFIX)
-        return (self.math if question in self.math_questions else self.qa).judge(state, action)
-
-
 def cmd_judge(c: JudgeConfig) -> int:
     from swirl_agents.episodes import read_episodes
-    from swirl_agents.judges import CachedJudge, JudgmentCache, judge_episodes, process_label_accuracy, write_judgments
+    from swirl_agents.judges import (CachedJudge, EpisodeJudge, JudgmentCache, count_faults, judge_episodes,
+                                     make_judge, process_label_accuracy, write_judgments)
     from swirl_agents.runinfo import write_run_info
 
     episodes = list(read_episodes(c.episodes))
-    write_run_info(Path(c.episodes).parent, c, name="judge_config.json")
-    judge = build_judge(c.judge, episodes, chat=c.chat)
-    if not hasattr(judge, "judge_episode"):
+    envs = [env for env, _ in questions_of(episodes)] if c.judge == "reference" else []
+    judge = make_judge(c.judge, envs=envs, chat=c.chat)
+    if not isinstance(judge, EpisodeJudge):
         judge = CachedJudge(judge, JudgmentCache(c.cache or _beside(c.episodes, "judgments.sqlite")))
+    write_run_info(Path(c.episodes).parent, c, name="judge_config.json")
     judgments = judge_episodes(episodes, judge, batch_size=c.batch_size, progress=True)
     out = c.out or _beside(c.episodes, "judgments.jsonl")
     write_judgments(out, judgments)
     hits = f", cache hits {judge.hits}, model calls {judge.misses}" if isinstance(judge, CachedJudge) else ""
+    faults = count_faults(judgments)
     print(f"judged {sum(map(len, judgments.values()))} steps of {len(episodes)} episodes -> {out}; "
-          f"GOOD share {process_label_accuracy(judgments):.3f}{hits}")
-    return 0
+          f"GOOD share {process_label_accuracy(judgments):.3f}{hits}; faults {faults}")
+    if faults:
+        print(f"{faults} steps could not be judged (their backend failed); re-run the same command to judge them",
+              file=sys.stderr)
+    return 1 if faults else 0
 
 
 def cmd_filter(c: FilterConfig) -> int:
@@ -241,49 +224,82 @@ def cmd_filter(c: FilterConfig) -> int:
 def cmd_train(c, transitions: str) -> int:
     from swirl_agents.episodes import read_transitions
     from swirl_agents.training import train
+    from swirl_agents.zoo import resolve_model
 
-    if not c.model:
-        raise SystemExit("swirl train: --model is required (a Hugging Face model folder or id)")
+    if not c.model or not c.output_dir:
+        raise ValueError("--model and --output-dir are required (a model: a named model such as smollm2-135m-instruct, "
+                         "a .gguf file, a model folder or a hub id)")
+    resolve_model(c.model)  # a missing model is an error now, not after the data is read
     result = train(c, read_transitions(transitions))
     print(f"trained {result.steps} steps -> {result.final_model_dir or result.output_dir}")
     return 0
 
 
 def cmd_evaluate(c: EvaluateConfig) -> int:
+    from swirl_agents.agents.factory import make_agent
     from swirl_agents.evaluate import evaluate
-    from swirl_agents.rollout import make_env
+    from swirl_agents.pipeline.config import PipelineConfig
+    from swirl_agents.pipeline.stages import eval_split
     from swirl_agents.runinfo import write_run_info
 
+    envs = [_env(e, c.split or eval_split(PipelineConfig(envs=(e,)), e), c.env_kwargs) for e in c.env]
+    agent = make_agent(c.agent, envs[0], seed=c.seed, temperature=c.temperature, max_new_tokens=c.max_new_tokens,
+                       batch_size=c.batch_size)
     run = write_run_info(c.run_dir, c)
     results = []
-    for env_id in c.env:
-        env = make_env(env_id, split=c.split)
-        agent = _agent(c.agent, env, c.seed, c.max_new_tokens, c.temperature)
-        results.append(evaluate(env_id, agent, out=run / f"episodes_{env_id}.jsonl", split=c.split,
-                                num_questions=c.num_questions, batch_size=c.batch_size, seed=c.seed).to_dict())
+    for env_id, env in zip(c.env, envs):
+        agent_here = make_agent(c.agent, env, seed=c.seed) if c.agent.startswith("reference") else agent
+        results.append(evaluate(env, agent_here, out=run / f"episodes_{env_id}.jsonl", num_questions=c.num_questions,
+                                batch_size=c.batch_size, seed=c.seed, progress=c.progress).to_dict())
     (run / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-    print("| env | episodes | accuracy | process label acc. | answered | malformed |\n|---|---|---|---|---|---|")
+    print("| env | split | episodes | accuracy | F1 | process label acc. | answered | malformed | faults |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['env_id']} | {r['episodes']} | {r['accuracy']:.3f} | {r['process_label_accuracy']:.3f} "
-              f"| {r['answered']:.3f} | {r['malformed_rate']:.3f} |")
-    return 0
+        print(f"| {r['env_id']} | {r['split']} | {r['episodes']} | {r['accuracy']:.3f} | {r['f1']:.3f} "
+              f"| {r['process_label_accuracy']:.3f} | {r['answered']:.3f} | {r['malformed_rate']:.3f} | {r['faults']} |")
+    return 1 if any(r["faults"] for r in results) else 0
 
 
 def cmd_pipeline(c) -> int:
-    from swirl_agents.pipeline import run_pipeline
+    from swirl_agents.pipeline.stages import run_pipeline
 
     run_pipeline(c)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from swirl_agents.pipeline import PipelineConfig
-    from swirl_agents.training import TrainConfig
+def _beside(episodes: str, name: str) -> str:
+    return str(Path(episodes).with_name(name))
+
+
+COMMANDS = {
+    "pipeline": ("swirl_agents.pipeline.config", "PipelineConfig", cmd_pipeline),
+    "generate": (__name__, "GenerateConfig", cmd_generate),
+    "judge": (__name__, "JudgeConfig", cmd_judge),
+    "filter": (__name__, "FilterConfig", cmd_filter),
+    "train": ("swirl_agents.training.config", "TrainConfig", cmd_train),
+    "evaluate": (__name__, "EvaluateConfig", cmd_evaluate),
+}
+
+
+def _config_class(name: str) -> type:
+    import importlib
+
+    module, cls, _ = COMMANDS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``swirl`` parser; with ``command``, only that subcommand's flags are built (fast ``--help``)."""
+    from swirl_agents import __version__
 
     parser = argparse.ArgumentParser(prog="swirl", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, cls in (("generate", GenerateConfig), ("judge", JudgeConfig), ("filter", FilterConfig),
-                      ("train", TrainConfig), ("evaluate", EvaluateConfig), ("pipeline", PipelineConfig)):
+    parser.add_argument("--version", action="version", version=f"swirl-rl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        if command is not None and name != command:
+            sub.add_parser(name, add_help=False)
+            continue
+        cls = _config_class(name)
         doc = (cls.__doc__ or "").strip().split("\n")[0]
         p = sub.add_parser(name, help=doc, description=doc)
         if name == "train":
@@ -293,22 +309,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, KeyError, ValueError, ImportError,
+                                                   ConnectionError, PermissionError, IsADirectoryError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in COMMANDS), None)
     try:
+        args = build_parser(command).parse_args(argv)
         config = from_namespace(args.config_cls, args)
     except (TypeError, ValueError) as e:
-        print(f"swirl {args.command}: {e}", file=sys.stderr)
+        print(f"swirl {command or ''}: {e}", file=sys.stderr)
         return 2
-    commands = {"generate": cmd_generate, "judge": cmd_judge, "filter": cmd_filter, "evaluate": cmd_evaluate,
-                "pipeline": cmd_pipeline, "train": lambda c: cmd_train(c, args.transitions)}
     try:
-        return commands[args.command](config)
-    except (FileNotFoundError, KeyError, ValueError) as e:
+        if args.command == "train":
+            return cmd_train(config, args.transitions)
+        return COMMANDS[args.command][2](config)
+    except KeyboardInterrupt:
+        print(f"\nswirl {args.command}: interrupted; run the same command again to resume where it stopped",
+              file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS + _more_errors() as e:
         if os.environ.get("SWIRL_DEBUG"):
             raise
-        print(f"swirl {args.command}: {e}\n(set SWIRL_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 2
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"swirl {args.command}: {message}\n(set SWIRL_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1 if isinstance(e, ConnectionError) else 2
+
+
+def _more_errors() -> tuple[type[BaseException], ...]:
+    """Error types of optional parts (gymnasium's registry errors, the record and lock errors)."""
+    import gymnasium as gym
+
+    from swirl_agents.jsonl import FileLockedError
+
+    return (gym.error.Error, FileLockedError)
 
 
 if __name__ == "__main__":

@@ -47,44 +47,93 @@ def _unwrap(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one ``--flag`` per field of ``cls`` to ``parser``."""
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, defaults: Any = None, prefix: str = "",
+                            container: Any = None) -> None:
+    """Add one ``--flag`` per field of ``cls`` to ``parser``; a nested config's fields get ``--name.field`` flags.
+
+    ``defaults`` is the instance whose values are shown and used as defaults (a nested config's own default,
+    e.g. the pipeline's SFT learning rate rather than the trainer's). Fields marked
+    ``metadata={"nested": False}`` are left out of nested groups (the outer config sets them).
+    """
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
+    target = container or parser
+    nested = []
     for f in dataclasses.fields(cls):
-        if not f.init or f.name.startswith("_"):
+        if not f.init or f.name.startswith("_") or (prefix and f.metadata.get("nested") is False):
             continue
         tp, optional = _unwrap(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
-        flag = "--" + f.name.replace("_", "-")
+        default = _default(f, defaults)
+        if dataclasses.is_dataclass(tp):
+            nested.append((f, tp, default))
+            continue
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        dest = _dest(prefix, f.name)
         help_text = f"{docs.get(f.name, '')} (default: {default!r})".replace("%", "%%")  # argparse %-formats help
         origin = typing.get_origin(tp)
+        kw: dict[str, Any] = {"dest": dest, "default": default, "help": help_text, "metavar": f.name.upper()}
         if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            kw.pop("metavar")
+            target.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif origin is typing.Literal:
-            parser.add_argument(flag, choices=typing.get_args(tp), default=default, help=help_text)
+            target.add_argument(flag, choices=typing.get_args(tp), **{**kw, "metavar": None})
         elif origin in (tuple, list):
-            inner = typing.get_args(tp)[0]
-            parser.add_argument(flag, nargs="+", type=inner, default=default, help=help_text)
+            target.add_argument(flag, nargs="*", type=typing.get_args(tp)[0], **kw)
         elif origin is dict:
-            parser.add_argument(flag, type=json.loads, default=default, help=help_text + " (JSON)")
+            target.add_argument(flag, type=_json_object, **{**kw, "help": help_text + " (JSON)"})
         else:
-            parser.add_argument(flag, type=tp, default=default, help=help_text)
+            target.add_argument(flag, type=tp, **kw)
+    for f, tp, default in nested:
+        title = f"{f.name} ({docs.get(f.name, '').rstrip('.')})" if docs.get(f.name) else f.name
+        group = parser.add_argument_group(title, f"--{f.name}.* flags")
+        add_dataclass_arguments(parser, tp, defaults=default, prefix=f"{prefix}{f.name}.", container=group)
 
 
-def from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
-    """Build ``cls`` from the parsed flags (lists become tuples where the field is a tuple)."""
+def from_namespace(cls: type[T], ns: argparse.Namespace, *, defaults: Any = None, prefix: str = "") -> T:
+    """Build ``cls`` from the parsed flags (lists become tuples where the field is a tuple; nested configs recursively)."""
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
-        if not f.init or not hasattr(ns, f.name):
+        if not f.init:
             continue
-        value = getattr(ns, f.name)
-        if isinstance(value, list) and typing.get_origin(_unwrap(hints[f.name])[0]) is tuple:
+        tp, _ = _unwrap(hints[f.name])
+        if dataclasses.is_dataclass(tp):
+            values[f.name] = from_namespace(tp, ns, defaults=_default(f, defaults), prefix=f"{prefix}{f.name}.")
+            continue
+        dest = _dest(prefix, f.name)
+        if not hasattr(ns, dest):
+            if defaults is not None:
+                values[f.name] = getattr(defaults, f.name)
+            continue
+        value = getattr(ns, dest)
+        if isinstance(value, list) and typing.get_origin(tp) is tuple:
             value = tuple(value)
         values[f.name] = value
     return cls(**values)
+
+
+def _dest(prefix: str, name: str) -> str:
+    return (prefix + name).replace(".", "__")
+
+
+def _default(f: dataclasses.Field, defaults: Any) -> Any:
+    if defaults is not None:
+        return getattr(defaults, f.name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, actual {text[:60]!r} ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, actual {type(value).__name__}")
+    return value
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -34,22 +34,22 @@ class EvalResult:
     process_label_accuracy: float
     """Share of the policy's steps the judge calls GOOD (SWiRL's process label accuracy)."""
     judge: str
+    tool_calls: float = 0.0
+    """Mean tool calls (searches, calculations) per episode."""
+    faults: int = 0
+    """Episodes the agent could not finish (its server failed after its retries), left out of every mean."""
+    judge_faults: int = 0
+    """Steps the judge could not judge, counted as not GOOD."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def default_judge(env: gym.Env) -> Judge:
-    """The gold-guided reference judge that fits ``env`` (math or multi-hop QA)."""
-    from swirl_agents.judges import ReferenceMathJudge, ReferenceQAJudge
-    from swirl_env.envs.math import SwirlMathEnv
-
-    questions = env.unwrapped.questions
-    return ReferenceMathJudge(questions) if isinstance(env.unwrapped, SwirlMathEnv) else ReferenceQAJudge(questions)
-
-
-def summarize(episodes: list[Episode], judgments: dict, *, env_id: str, split: str, agent: str, judge: str) -> EvalResult:
+def summarize(episodes: list[Episode], judgments: dict, *, env_id: str, split: str, agent: str, judge: str,
+              faults: int = 0) -> EvalResult:
     """Metrics over recorded episodes and their judgments."""
+    from swirl_agents.judges import count_faults
+
     n = max(len(episodes), 1)
     steps = sum(len(ep.steps) for ep in episodes)
     return EvalResult(
@@ -65,15 +65,18 @@ def summarize(episodes: list[Episode], judgments: dict, *, env_id: str, split: s
         malformed_rate=sum(bool(s.error) for ep in episodes for s in ep.steps) / max(steps, 1),
         process_label_accuracy=process_label_accuracy(judgments),
         judge=judge,
+        tool_calls=sum(s.tool not in ("", "answer") for ep in episodes for s in ep.steps) / n,
+        faults=faults,
+        judge_faults=count_faults(judgments),
     )
 
 
 def evaluate(
-    env_id: str,
+    env: str | gym.Env,
     agent: Any,
     *,
     out: str | os.PathLike,
-    split: str = "test",
+    split: str | None = None,
     num_questions: int | None = None,
     judge: Judge | None = None,
     batch_size: int = 16,
@@ -81,16 +84,29 @@ def evaluate(
     progress: bool = True,
     env_kwargs: dict | None = None,
 ) -> EvalResult:
-    """Run ``agent`` on ``num_questions`` questions of ``split`` and score it.
+    """Run ``agent`` once on each of ``num_questions`` questions of an env and score it.
 
-    Episodes go to ``out`` (resumable); the judge (default: the env's reference judge) labels
-    every step for process label accuracy.
+    Args:
+        env: An env id (built with ``split`` and ``env_kwargs``) or an env already built.
+        agent: Anything with ``act``, or an agent spec for :func:`~swirl_agents.agents.factory.make_agent`.
+        out: Episodes JSONL (resumable: a re-run finishes what is missing).
+        split: With an env id: the split (default: the env's held-out split).
+        num_questions: The first N questions (default all).
+        judge: Labels every step for process label accuracy (default: the env's reference judge).
     """
-    env = make_env(env_id, split=split, **(env_kwargs or {}))
-    generate_episodes(env, agent, out=out, num_questions=num_questions, batch_size=batch_size, seed=seed,
-                      progress=progress)
+    from swirl_agents.agents.factory import make_agent
+    from swirl_agents.judges import make_judge
+
+    if isinstance(env, str):
+        env = make_env(env, **({"split": split} if split else {}), **(env_kwargs or {}))
+    env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    agent = make_agent(agent, env, seed=seed, temperature=0.0)
+    summary = generate_episodes(env, agent, out=out, num_questions=num_questions, batch_size=batch_size, seed=seed,
+                                progress=progress)
     wanted = {episode_id(env_id, q, 0) for q in select_questions(env, None, num_questions)}
     episodes = [ep for ep in read_episodes(out) if ep.episode_id in wanted]
-    judge = judge or default_judge(env)
+    judge = judge or make_judge("reference", envs=[env])
     judgments = judge_episodes(episodes, judge)
-    return summarize(episodes, judgments, env_id=env_id, split=split, agent=agent_name(agent), judge=judge.id)
+    split = (env.spec.kwargs.get("split") if env.spec is not None else None) or split or ""
+    return summarize(episodes, judgments, env_id=env_id, split=split, agent=agent_name(agent), judge=judge.id,
+                     faults=summary.faults)

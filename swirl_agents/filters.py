@@ -79,10 +79,7 @@ def filter_transitions(
         if _keeps(strategy, ep, js):
             kept_eps.append(ep)
             judge_id = js[0].judge_id if js else ""
-            kept += [
-                Transition(t.state, t.action, t.reward, t.episode_id, t.step_index, judge_id, j.label)
-                for t, j in zip(decompose(ep, [j.score for j in js], judge_id), js)
-            ]
+            kept += decompose(ep, [j.score for j in js], judge_id, [j.label for j in js])
     stats = FilterStats(
         strategy=strategy,
         episodes=len(episodes),

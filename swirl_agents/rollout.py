@@ -6,32 +6,30 @@ steps the envs with their tool calls on a thread pool, and appends each finished
 JSONL file immediately (:class:`~swirl_agents.episodes.EpisodeWriter`). Episode ids are
 ``{env_id}/{question_id}/{k}`` for sample ``k``, so a re-run of an interrupted command skips what
 is already in the file and ends with exactly the episodes an uninterrupted run would have written.
-
-Run from the shell::
-
-    python -m swirl_agents.rollout --env SwirlHotpot-v0 --agent reference --num-questions 500 \\
-        --samples 1 --out runs/x/episodes.jsonl
+A step the agent could not write (a server that failed after its retries) is recorded as a
+:class:`~swirl_agents.episodes.Fault` in ``faults.jsonl`` beside the episodes, that episode is left
+out, and the run goes on; a re-run tries it again. From the shell: ``swirl generate``.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import os
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
 import swirl_env
 from swirl_agents import __version__
-from swirl_agents.agents.base import agent_name, for_sample, step_batch
-from swirl_agents.episodes import Episode, EpisodeRecorder, EpisodeWriter
+from swirl_agents.agents.base import StepOutput, agent_name, for_sample, step_batch
+from swirl_agents.episodes import Episode, EpisodeRecorder, EpisodeWriter, Fault, faults_path
+from swirl_agents.jsonl import JsonlAppender
 
 
 @dataclass(frozen=True)
@@ -50,6 +48,8 @@ class RolloutSummary:
     malformed_steps: int
     seconds: float
     """Wall time of the call, environment construction excluded."""
+    faults: int = 0
+    """Episodes left out because the agent could not write a step (see ``faults.jsonl``); a re-run retries them."""
 
     @property
     def episodes_per_second(self) -> float:
@@ -63,6 +63,7 @@ class RolloutSummary:
             ("mean steps", f"{self.mean_steps:.2f}"),
             ("tool calls", f"{self.tool_calls}"),
             ("malformed steps", f"{self.malformed_steps}"),
+            ("faults", f"{self.faults}"),
             ("seconds", f"{self.seconds:.1f}"),
             ("episodes/s", f"{self.episodes_per_second:.1f}"),
         ]
@@ -126,20 +127,19 @@ def _clone_envs(env: gym.Env, n: int) -> list[gym.Env]:
     return [base] + [copy.copy(base) for _ in range(n - 1)]
 
 
-def _ask(slots: list[_Slot]) -> list[tuple[str, dict, float]]:
-    """One step for every live slot: (step text, meta, agent seconds), batched per shared agent."""
-    out: list[tuple[str, dict, float] | None] = [None] * len(slots)
+def _ask(slots: list[_Slot]) -> list[tuple[StepOutput, float]]:
+    """One step for every live slot with the agent's seconds per step, batched per shared agent."""
+    out: list[tuple[StepOutput, float] | None] = [None] * len(slots)
     groups: dict[int, list[int]] = {}
     for i, slot in enumerate(slots):
         groups.setdefault(id(slot.agent), []).append(i)
     for members in groups.values():
         agent = slots[members[0]].agent
-        observations = [slots[i].recorder.observation for i in members]
         start = time.perf_counter()
-        steps = step_batch(agent, observations)
+        steps = step_batch(agent, [slots[i].recorder.observation for i in members])
         share = (time.perf_counter() - start) / len(members)  # the call's time, split evenly
         for i, s in zip(members, steps):
-            out[i] = (s.text, dict(s.meta or {}), share)
+            out[i] = (s, share)
     return out  # type: ignore[return-value]
 
 
@@ -205,11 +205,31 @@ def generate_episodes(
         pending = [(q, k) for q, k in todo if episode_id(name, q, k) not in writer.done]
         skipped = len(todo) - len(pending)
         start = time.perf_counter()
-        tally = _run(env, name, agent, pending, writer, batch_size, tool_workers, seed, progress)
+        faults = _FaultLog(faults_path(out))
+        try:
+            tally = _run(env, name, agent, pending, writer, faults, batch_size, tool_workers, seed, progress)
+        finally:
+            faults.close()
     return tally.summary(skipped, time.perf_counter() - start)
 
 
-def _run(env, name, agent, pending, writer, batch_size, tool_workers, seed, progress) -> _Tally:
+class _FaultLog:
+    """``faults.jsonl``, opened on the first fault (a run without faults writes no file)."""
+
+    def __init__(self, path: Path):
+        self.path, self._out = path, None
+
+    def write(self, fault: Fault) -> None:
+        if self._out is None:
+            self._out = JsonlAppender(self.path)
+        self._out.append(asdict(fault))
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+
+
+def _run(env, name, agent, pending, writer, faults, batch_size, tool_workers, seed, progress) -> _Tally:
     from tqdm.auto import tqdm
 
     queue = list(reversed(pending))  # pop() from the end keeps the original order
@@ -225,17 +245,21 @@ def _run(env, name, agent, pending, writer, batch_size, tool_workers, seed, prog
             live = [s for s in slots if s.recorder is not None]
             if not live:
                 break
-            steps = _ask(live)
-            jobs = [(s, text, meta, secs) for s, (text, meta, secs) in zip(live, steps)]
+            jobs = [(slot, out, secs) for slot, (out, secs) in zip(live, _ask(live))]
             finished = list(pool.map(_step, jobs)) if pool else [_step(j) for j in jobs]
-            for slot, episode in zip(live, finished):
-                if episode is None:
+            for (slot, out, _), episode in zip(jobs, finished):
+                if out.fault:
+                    faults.write(Fault(slot.recorder.episode_id, slot.recorder.steps_taken, agent_name(slot.agent),
+                                       out.fault, time.time()))
+                    tally.faults += 1
+                elif episode is None:
                     continue
+                else:
+                    writer.write(episode)
+                    tally.add(episode)
                 slot.recorder = None
-                writer.write(episode)
-                tally.add(episode)
                 bar.update(1)
-                bar.set_postfix(acc=f"{tally.correct / tally.episodes:.3f}", refresh=False)
+                bar.set_postfix(acc=f"{tally.correct / max(tally.episodes, 1):.3f}", faults=tally.faults, refresh=False)
     finally:
         bar.close()
         if pool:
@@ -258,10 +282,12 @@ def _start(slot: _Slot, question_id: str, sample: int, *, name: str, agent: Any,
     )
 
 
-def _step(job: tuple[_Slot, str, dict, float]) -> Episode | None:
-    slot, text, meta, agent_seconds = job
-    assert slot.recorder is not None
-    return slot.recorder.step(text, meta=meta, agent_seconds=agent_seconds)
+def _step(job: tuple[_Slot, StepOutput, float]) -> Episode | None:
+    slot, out, agent_seconds = job
+    if out.fault:
+        return None
+    return slot.recorder.step(out.text, meta=out.meta, agent_seconds=agent_seconds, token_ids=out.token_ids,
+                              tokenizer=out.tokenizer)
 
 
 @dataclass
@@ -273,6 +299,7 @@ class _Tally:
     steps: int = 0
     tool_calls: int = 0
     malformed_steps: int = 0
+    faults: int = 0
 
     def add(self, episode: Episode) -> None:
         self.episodes += 1
@@ -284,60 +311,4 @@ class _Tally:
     def summary(self, skipped: int, seconds: float) -> RolloutSummary:
         n = max(self.episodes, 1)
         return RolloutSummary(self.episodes, skipped, self.correct / n, self.steps / n, self.tool_calls,
-                              self.malformed_steps, seconds)
-
-
-# --- command line -----------------------------------------------------------------------------
-
-
-def build_agent(spec: str, env: gym.Env, *, seed: int = 0) -> Any:
-    """An agent from a command-line spec: ``reference``, ``reference-noisy``, ``transformers:PATH``, ``openai:URL:MODEL``."""
-    kind, _, rest = spec.partition(":")
-    if kind in ("reference", "reference-noisy"):
-        from swirl_agents.agents import reference
-        from swirl_env.envs.math import SwirlMathEnv
-
-        cls = reference.ReferenceMathAgent if isinstance(env.unwrapped, SwirlMathEnv) else reference.ReferenceQAAgent
-        return cls(env.unwrapped.questions, mistake_rate=0.2 if kind == "reference-noisy" else 0.0, seed=seed)
-    if kind == "transformers" and rest:
-        from swirl_agents.agents.hf import TransformersAgent
-
-        return TransformersAgent(rest)
-    if kind == "openai" and rest:
-        from swirl_agents.agents.openai_compat import OpenAICompatAgent
-
-        url, _, model = rest.rpartition(":")
-        if not url or not model:
-            raise ValueError(f"expected --agent openai:URL:MODEL, actual {spec!r}")
-        return OpenAICompatAgent(url, model)
-    raise ValueError(f"expected --agent reference, reference-noisy, transformers:PATH or openai:URL:MODEL, actual {spec!r}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m swirl_agents.rollout", description=generate_episodes.__doc__.split("\n")[0])
-    p.add_argument("--env", action="append", required=True, help="env id; repeat to run several envs into one file")
-    p.add_argument("--agent", default="reference", help="reference | reference-noisy | transformers:PATH | openai:URL:MODEL")
-    p.add_argument("--num-questions", type=int, default=None, help="first N questions of each env (default all)")
-    p.add_argument("--samples", type=int, default=1, help="episodes per question")
-    p.add_argument("--out", required=True, help="episodes JSONL (appended to; done ids are skipped)")
-    p.add_argument("--split", default=None, help="data split (default per env)")
-    p.add_argument("--max-steps", type=int, default=None, help="step limit (default per env)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--tool-workers", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    env_kwargs = {k: v for k, v in (("split", args.split), ("max_steps", args.max_steps)) if v is not None}
-    for env_id in args.env:
-        env = make_env(env_id, **env_kwargs)
-        summary = generate_episodes(
-            env, build_agent(args.agent, env, seed=args.seed), out=args.out, num_questions=args.num_questions,
-            samples_per_question=args.samples, batch_size=args.batch_size, tool_workers=args.tool_workers,
-            seed=args.seed, progress=not args.no_progress,
-        )
-        print(f"{env_id} -> {args.out}\n{summary}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+                              self.malformed_steps, seconds, self.faults)

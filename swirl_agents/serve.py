@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from swirl_env.context import from_messages
+from swirl_env.context import Context
 from swirl_agents.agents.hf import Completion, TransformersAgent
 from swirl_agents.prompting import has_chat_template
 
@@ -146,7 +146,7 @@ class ModelServer(ThreadingHTTPServer):
         if has_chat_template(tokenizer):
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         try:
-            return from_messages(messages)
+            return Context.from_messages(messages).render()
         except (ValueError, KeyError, IndexError) as e:
             raise RequestError(f"the model has no chat template and the messages are not a swirl context ({e}); "
                                "use /v1/completions with a prompt string") from e
@@ -237,7 +237,7 @@ def serve(model: Any, host: str = "127.0.0.1", port: int = 0, *, model_name: str
 
     Example:
         >>> import tempfile, httpx
-        >>> from swirl_agents.models import make_tiny_policy
+        >>> from swirl_agents.tiny import make_tiny_policy
         >>> path = make_tiny_policy(tempfile.mkdtemp(), ["Question: Who? <answer>x</answer>"] * 5,
         ...                         vocab_size=300, n_layer=1, n_embd=32, n_head=2)
         >>> server, thread = serve(path)

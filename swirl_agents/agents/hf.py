@@ -1,33 +1,40 @@
 """An agent (and text generator) backed by any Hugging Face causal LM, batched on one device.
 
-:class:`TransformersAgent` renders each observation with :func:`swirl_agents.prompting.render_prompt`
-(the one rendering the trainer uses too), generates until the first closing action tag, and cuts
-there, so one call is one step. Many observations go through one decoding loop per batch: prompts
-are sorted by length, left-padded and stopped row by row.
+:class:`TransformersAgent` turns each observation into prompt ids with
+:func:`swirl_agents.prompting.encode_prompt` (the one rendering and tokenisation the trainer uses
+too) and generates until the first closing action tag, so one call is one step. Each step is the
+exact text of the ids it sampled, and those ids are returned with it (``StepOutput.token_ids``, with
+the tokenizer's fingerprint): the rollout records them and the trainer trains on exactly them. The
+agent remembers the ids of its recent steps, so the prompt of an episode's next step holds the
+sampled ids of its earlier steps, not a re-tokenisation of their text. Many observations go through
+one decoding loop per batch: prompts are sorted by length, left-padded and stopped row by row.
 
 Consecutive steps of an episode share most of their context (each is the previous one plus a step
 and a tool result), so the agent keeps the KV cache of recent prompts and of what it generated after
 them (:class:`PrefixCache`) and prefills only the tokens after the longest common token prefix. The
 token ids are always those of tokenising the whole prompt; only the work is reused.
 
-Tokenisation rule shared with training: a prompt rendered by a chat template is tokenised with
-``add_special_tokens=False`` (the template writes its own BOS), a raw context with the tokenizer's
-defaults.
+Any model name :func:`swirl_agents.zoo.resolve_model` knows works: a named model
+(``smollm2-135m-instruct``), a ``.gguf`` file, a local folder or a hub id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from swirl_env.actions import STOP_STRINGS, truncate_at_action
+from swirl_env.actions import STOP_STRINGS
+from swirl_env.context import Context
+from swirl_agents.agents.base import StepOutput
 from swirl_agents.agents.decoding import (CachedContext, PrefixCache, StopStrings, buffer_cache, kv_layout,
                                           prefill_runs, sample_tokens)
-from swirl_agents.prompting import has_chat_template, render_prompt
+from swirl_agents.prompting import (decode_exact, encode_prompt, encode_text, has_chat_template, prompt_pieces,
+                                    tokenizer_fingerprint)
 
 Prompt = str | list[dict[str, str]]
 """A raw completion prompt, or chat messages rendered with the tokenizer's chat template."""
@@ -47,6 +54,18 @@ class Completion:
     completion_tokens: int
     cached_tokens: int = 0
     """Prompt tokens whose keys and values came from the prefix cache instead of a forward pass."""
+    token_ids: tuple[int, ...] = ()
+    """The sampled ids through the one that completed the stop string (end-of-sequence excluded)."""
+    raw_text: str = ""
+    """Exactly what ``token_ids`` decode to (``text`` may end inside the last token, at the stop string)."""
+
+
+SAMPLED_MEMORY = 1 << 17
+"""Steps whose sampled ids a :class:`TransformersAgent` remembers (enough for every live episode of any run)."""
+
+
+def _key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, str | None]:
@@ -66,19 +85,22 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, str | None]:
 def load_model(model: Any, tokenizer: Any = None, *, device: Any = None, dtype: Any = None) -> tuple[Any, Any, str]:
     """Load (or adopt) a causal LM and its tokenizer; return ``(model, tokenizer, model_id)``.
 
-    A path that exists is loaded with ``local_files_only=True`` (never a download); any other
-    string is a hub id. A tokenizer without a pad token gets the EOS token as pad.
+    A name goes through :func:`swirl_agents.zoo.resolve_model`; a local folder is loaded with
+    ``local_files_only=True`` (never a download), a hub id as it is. A tokenizer without a pad token
+    gets the EOS token as pad.
     """
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(f"{e.name} is needed for TransformersAgent: pip install \"swirl-rl[train]\"") from e
+    from swirl_agents.zoo import looks_like_hub_id, resolve_model
+
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     if isinstance(model, (str, os.PathLike)):
-        model_id, local = str(model), Path(model).exists()
-        kw = {"local_files_only": True} if local else {}
+        model_id = resolve_model(model)
+        kw = {} if looks_like_hub_id(model_id) else {"local_files_only": True}
         model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype, **kw)
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(model_id, **kw)
@@ -91,7 +113,8 @@ def load_model(model: Any, tokenizer: Any = None, *, device: Any = None, dtype: 
         if device is not None or dtype is not None:
             model.to(device=device, dtype=dtype)
     if isinstance(tokenizer, (str, os.PathLike)):
-        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=Path(tokenizer).exists())
+        path = resolve_model(tokenizer)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=not looks_like_hub_id(path))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer, model_id
@@ -139,7 +162,7 @@ class TransformersAgent:
 
     Example:
         >>> import tempfile
-        >>> from swirl_agents.models import make_tiny_policy
+        >>> from swirl_agents.tiny import make_tiny_policy
         >>> path = make_tiny_policy(tempfile.mkdtemp(), ["Question: Who? <answer>x</answer>"] * 5,
         ...                         vocab_size=300, n_layer=1, n_embd=32, n_head=2)
         >>> agent = TransformersAgent(path, max_new_tokens=8, do_sample=False)
@@ -170,22 +193,59 @@ class TransformersAgent:
         self._weights: tuple = ()
         self._stoppers: dict[tuple, StopStrings] = {}
         self._calls, self._warned_truncation = 0, False
+        self.fingerprint = tokenizer_fingerprint(self.tokenizer)
+        self._sampled: OrderedDict[bytes, tuple[int, ...]] = OrderedDict()
+        self.sampled_memory = SAMPLED_MEMORY
 
     # --- the agent ---------------------------------------------------------------------------
 
     def act(self, observation: str) -> str:
-        """The next step for one context: reasoning and at most one action, cut after its closing tag."""
-        return self.act_batch([observation])[0]
+        """The next step for one context: reasoning and at most one action, ending with its closing tag."""
+        return self.step_batch([observation])[0].text
 
     def act_batch(self, observations: Sequence[str]) -> list[str]:
         """The next step for each context, generated in batches of ``batch_size``."""
-        prompts = [render_prompt(self.tokenizer, o, chat=self.chat) for o in observations]
-        out = self.complete(prompts, templated=self.chat, stop=STOP_STRINGS)
-        return [truncate_at_action(c.text) for c in out]
+        return [s.text for s in self.step_batch(observations)]
+
+    def step_batch(self, observations: Sequence[str]) -> list[StepOutput]:
+        """The next step for each context with the ids sampled for it (and this tokenizer's fingerprint).
+
+        Each step's text is exactly what its ids decode to: generation stops at the token that
+        completes the first closing action tag, and that token is kept whole.
+        """
+        prompts = [self._prompt(o) for o in observations]
+        out = self.complete_ids([p for p, _ in prompts], [ids for _, ids in prompts], stop=STOP_STRINGS)
+        for (prompt, _), c in zip(prompts, out):
+            self._remember_step(prompt + c.raw_text, c.token_ids)
+        return [StepOutput(c.raw_text, {}, c.token_ids, self.fingerprint) for c in out]
 
     def clear_cache(self) -> None:
         """Forget every cached prompt (the next prompts are prefilled in full)."""
         self.cache.clear()
+
+    def _prompt(self, observation: str) -> tuple[str, list[int]]:
+        """The prompt text and ids for an observation; earlier steps this agent wrote keep their sampled ids."""
+        try:
+            context = Context.parse(observation)
+        except ValueError:  # not a swirl context: the text itself, tokenised whole
+            return observation, encode_text(self.tokenizer, observation, first=True, chat=False)
+        pieces = prompt_pieces(self.tokenizer, context, chat=self.chat)
+        step_ids = {}
+        if pieces is not None:
+            for j in range(len(context.steps)):
+                ids = self._sampled.get(_key("".join(pieces[: 2 * j + 2])))
+                if ids is not None:
+                    step_ids[j] = (ids, self.fingerprint)
+        enc = encode_prompt(self.tokenizer, context, chat=self.chat, step_ids=step_ids)
+        return "".join(enc.pieces) if enc.pieces is not None else observation, enc.ids
+
+    def _remember_step(self, text: str, ids: tuple[int, ...]) -> None:
+        """Keep the ids sampled for the step that ends ``text`` (a prompt and its step), most recent last."""
+        key = _key(text)
+        self._sampled[key] = ids
+        self._sampled.move_to_end(key)
+        while len(self._sampled) > self.sampled_memory:
+            self._sampled.popitem(last=False)
 
     # --- the text generator ------------------------------------------------------------------
 
@@ -218,9 +278,15 @@ class TransformersAgent:
         """
         if isinstance(templated, bool):
             templated = [templated] * len(texts)
-        ids = self._encode(texts, templated)
+        return self.complete_ids(texts, self._encode(texts, templated), max_new_tokens=max_new_tokens, stop=stop,
+                                 temperature=temperature, top_p=top_p, do_sample=do_sample, seed=seed)
+
+    def complete_ids(self, texts: Sequence[str], ids: Sequence[Sequence[int]], *, max_new_tokens: int | None = None,
+                     stop: Sequence[str] | None = None, temperature: float | None = None, top_p: float | None = None,
+                     do_sample: bool | None = None, seed: int | None = None) -> list[Completion]:
+        """:meth:`complete` for prompts already tokenised (``texts`` name them for the prefix cache)."""
         n_new = max_new_tokens or self.max_new_tokens
-        ids = [self._fit(x, n_new) for x in ids]
+        ids = [self._fit(list(x), n_new) for x in ids]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         sample = self.do_sample if do_sample is None else do_sample
         temp = self.temperature if temperature is None else temperature
@@ -490,4 +556,5 @@ class TransformersAgent:
             new_ids = new_ids[:ended]
         text, matched = cut_at_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), stop)
         reason = "stop" if matched is not None or ended is not None else "length"
-        return Completion(text, reason, matched, prompt_len, len(new_ids) + (ended is not None), cached)
+        return Completion(text, reason, matched, prompt_len, len(new_ids) + (ended is not None), cached,
+                          tuple(new_ids), decode_exact(self.tokenizer, new_ids))

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from swirl_env.actions import STOP_STRINGS, truncate_at_action
-from swirl_env.context import to_messages
+from swirl_env.context import Context
 from swirl_agents.agents.hf import Prompt, cut_at_stop
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -176,7 +176,7 @@ class OpenAICompatAgent:
 
     async def _step(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, observation: str,
                     seed: int | None) -> str:
-        prompt: Prompt = to_messages(observation) if self.chat else observation
+        prompt: Prompt = Context.parse(observation).messages() if self.chat else observation
         return truncate_at_action(await self._complete(client, sem, prompt, self.max_tokens, list(STOP_STRINGS), seed))
 
     async def _complete(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, prompt: Prompt,

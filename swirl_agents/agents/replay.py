@@ -102,8 +102,8 @@ class ReplayAgent:
 
     def _missing_message(self, observation: str) -> str:
         try:
-            question = ctx.to_messages(observation)[1]["content"].removeprefix(ctx.QUESTION_PREFIX)
-        except (ValueError, IndexError):
+            question = ctx.Context.parse(observation).question
+        except ValueError:
             question = ""
         ids = sorted({ep.question_id for ep in self.episodes})
         shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from swirl_agents.episodes import Episode
-from swirl_agents.judges.base import BAD, GOOD, LABELS, UNPARSEABLE, Judge, Judgment, judge_batch
+from swirl_agents.jsonl import from_record, read_jsonl, write_jsonl
+from swirl_agents.judges.base import (BAD, GOOD, LABELS, UNPARSEABLE, BatchJudge, EpisodeJudge, Judge, Judgment,
+                                      judge_batch)
 from swirl_agents.judges.cache import CachedJudge, JudgmentCache
 from swirl_agents.judges.llm import LLMJudge, parse_verdict
 from swirl_agents.judges.outcome import OutcomeJudge
@@ -33,9 +33,10 @@ def judge_episodes(
         >>> judge_episodes([ep], OutcomeJudge())["e"][0].label
         'GOOD'
     """
-    if hasattr(judge, "judge_episode"):
+    if isinstance(judge, EpisodeJudge):
         return {ep.episode_id: judge.judge_episode(ep) for ep in episodes}
-    pairs = [(ep.episode_id, s, step.action) for ep in episodes for s, step in zip(ep.states(), ep.steps)]
+    # The states are the episodes' recorded structure: what the tools returned, never re-parsed text.
+    pairs = [(ep.episode_id, ep.context(i), step.action) for ep in episodes for i, step in enumerate(ep.steps)]
     out: Judgments = {ep.episode_id: [] for ep in episodes}
     bar = tqdm(total=len(pairs), desc=f"judge {judge.id}", unit="step", disable=not progress)
     for i in range(0, len(pairs), batch_size):
@@ -48,28 +49,32 @@ def judge_episodes(
 
 
 def write_judgments(path: str | os.PathLike, judgments: Judgments) -> None:
-    """One JSON line per episode: ``{"episode_id", "judgments": [...]}``."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for eid, js in judgments.items():
-            f.write(json.dumps({"episode_id": eid, "judgments": [j.to_dict() for j in js]}, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    """One JSON line per episode: ``{"episode_id", "judgments": [...]}`` (written atomically)."""
+    write_jsonl(path, ({"episode_id": eid, "judgments": [j.to_dict() for j in js]} for eid, js in judgments.items()))
 
 
 def read_judgments(path: str | os.PathLike) -> Judgments:
-    """Inverse of :func:`write_judgments`; a malformed line names the file and line."""
+    """Inverse of :func:`write_judgments`; a malformed line names the file, the line and the field."""
     out: Judgments = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                out[record["episode_id"]] = [Judgment(**j) for j in record["judgments"]]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{path}:{lineno}: not a valid judgments record ({e})") from None
+
+    def parse(record: dict) -> None:
+        eid, items = record["episode_id"], record["judgments"]
+        if not isinstance(eid, str) or not isinstance(items, list):
+            raise TypeError("expected 'episode_id' to be a string and 'judgments' a list")
+        out[eid] = [from_record(Judgment, j) if isinstance(j, dict) else _not_object(j) for j in items]
+
+    for _ in read_jsonl(path, parse, "judgments"):
+        pass
     return out
+
+
+def _not_object(value: object) -> Judgment:
+    raise TypeError(f"expected each judgment to be an object, actual {type(value).__name__}")
+
+
+def count_faults(judgments: Judgments) -> int:
+    """Steps the judge could not judge (its backend failed after its retries)."""
+    return sum(bool(j.fault) for js in judgments.values() for j in js)
 
 
 def process_label_accuracy(judgments: Judgments | Iterable[Judgment]) -> float:
@@ -78,8 +83,11 @@ def process_label_accuracy(judgments: Judgments | Iterable[Judgment]) -> float:
     return sum(j.label == GOOD for j in items) / len(items) if items else 0.0
 
 
+from swirl_agents.judges.factory import make_judge  # noqa: E402  (the factory builds the judges above)
+
 __all__ = [
-    "BAD", "GOOD", "LABELS", "UNPARSEABLE", "CachedJudge", "Judge", "Judgment", "JudgmentCache", "Judgments",
-    "LLMJudge", "OutcomeJudge", "ReferenceMathJudge", "ReferenceQAJudge", "judge_batch", "judge_episodes",
-    "parse_verdict", "process_label_accuracy", "read_judgments", "write_judgments",
+    "BAD", "GOOD", "LABELS", "UNPARSEABLE", "BatchJudge", "CachedJudge", "EpisodeJudge", "Judge", "Judgment",
+    "JudgmentCache", "Judgments", "LLMJudge", "OutcomeJudge", "ReferenceMathJudge", "ReferenceQAJudge", "count_faults",
+    "judge_batch", "judge_episodes", "make_judge", "parse_verdict", "process_label_accuracy", "read_judgments",
+    "write_judgments",
 ]

@@ -8,7 +8,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from swirl_agents.judges.base import Judge, Judgment, digest, judge_batch
+from swirl_env.context import Context, safe_text
+from swirl_agents.judges.base import Judge, Judgment, as_context, digest, judge_batch
 
 
 class JudgmentCache:
@@ -46,7 +47,7 @@ class JudgmentCache:
     def put_many(self, judge: Judge, items: Sequence[tuple[tuple[str, str], Judgment]]) -> None:
         self._db.executemany(
             "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?)",
-            [(judge.id, judge.version, s, a, json.dumps(j.to_dict())) for (s, a), j in items],
+            [(judge.id, judge.version, s, a, safe_text(json.dumps(j.to_dict(), ensure_ascii=False))) for (s, a), j in items],
         )
         self._db.commit()
 
@@ -65,18 +66,20 @@ class CachedJudge:
         self.id, self.version = judge.id, judge.version
         self.hits = self.misses = 0
 
-    def judge(self, state: str, action: str) -> Judgment:
+    def judge(self, state: Context | str, action: str) -> Judgment:
         return self.judge_batch([(state, action)])[0]
 
-    def judge_batch(self, pairs: Sequence[tuple[str, str]]) -> list[Judgment]:
-        keys = [(digest(s), digest(a)) for s, a in pairs]
+    def judge_batch(self, pairs: Sequence[tuple[Context | str, str]]) -> list[Judgment]:
+        pairs = [(as_context(s), a) for s, a in pairs]
+        keys = [(digest(s.render()), digest(a)) for s, a in pairs]
         cached = self.cache.get_many(self.inner, keys)
         todo = [i for i, j in enumerate(cached) if j is None]
         self.hits += len(pairs) - len(todo)
         self.misses += len(todo)
         if todo:
             fresh = judge_batch(self.inner, [pairs[i] for i in todo])
-            self.cache.put_many(self.inner, [(keys[i], j) for i, j in zip(todo, fresh)])
+            # A fault is not a verdict: it is not kept, so a re-run judges the step again.
+            self.cache.put_many(self.inner, [(keys[i], j) for i, j in zip(todo, fresh) if not j.fault])
             for i, j in zip(todo, fresh):
                 cached[i] = j
         return cached  # type: ignore[return-value]

@@ -21,5 +21,5 @@ class OutcomeJudge:
         why = f"final answer {episode.answer!r} scored {episode.reward:g}" if episode.answer is not None else "no answer"
         return [Judgment(label, 1.0 if label == GOOD else 0.0, why, self.id, self.version) for _ in episode.steps]
 
-    def judge(self, state: str, action: str) -> Judgment:
+    def judge(self, state: object, action: str) -> Judgment:
         raise TypeError("OutcomeJudge judges whole episodes: use judge_episodes(episodes, OutcomeJudge())")

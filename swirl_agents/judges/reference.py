@@ -1,7 +1,9 @@
 """Deterministic judges that grade steps against the data set's gold annotations.
 
 They need no model, so they label large data sets instantly and serve as ground truth when
-measuring LLM judges. Both read the question and everything retrieved so far from the state.
+measuring LLM judges. Both read the question and what the tools actually returned from the state's
+structure (:class:`~swirl_env.context.Context`): text a step wrote that looks like a tool result is
+step text, and never counts as retrieved.
 """
 
 from __future__ import annotations
@@ -13,33 +15,26 @@ from fractions import Fraction
 from functools import lru_cache
 
 from swirl_env.actions import parse_action
-from swirl_env.context import QUESTION_PREFIX, RESULT_CLOSE, RESULT_OPEN, to_messages
+from swirl_env.context import Context
 from swirl_env.data.types import Question
 from swirl_env.scoring import normalize_answer, parse_number, qa_scores
 from swirl_env.tools.base import ToolError
 from swirl_env.tools.calculator import evaluate
 
-from swirl_agents.judges.base import BAD, GOOD, Judgment, verdict
+from swirl_agents.judges.base import BAD, GOOD, Judgment, as_context, verdict
 
 _ANNOTATION = re.compile(r"<<([^=<>]*)=([^<>]*)>>")
 _OPERAND = re.compile(r"(?<![\w.,])\d[\d,]*(?:\.\d+)?(?![\w,]|\.\d)")
 
 
-def _read_state(state: str, by_text: dict[str, Question]) -> tuple[Question, list[tuple[str, str | None]]]:
+def _read_state(state: Context | str, by_text: dict[str, Question]) -> tuple[Question, list[tuple[str, str | None]]]:
     """The question a state asks and its earlier steps as ``(step text, tool result or None)``."""
-    messages = to_messages(state)
-    text = messages[1]["content"].removeprefix(QUESTION_PREFIX)
-    question = by_text.get(text)
-    if question is None:  # a question text with a blank line is cut short by to_messages
-        question = next((q for q in by_text.values() if f"{QUESTION_PREFIX}{q.question}\n\n" in state), None)
+    context = as_context(state)
+    question = by_text.get(context.question)
     if question is None:
-        raise KeyError(f"expected a question the judge was built with, actual {text[:80]!r}; "
+        raise KeyError(f"expected a question the judge was built with, actual {context.question[:80]!r}; "
                        "pass it in questions=[...] (e.g. env.unwrapped.questions)")
-    past = []
-    for i in range(2, len(messages), 2):
-        result = messages[i + 1]["content"] if i + 1 < len(messages) else None
-        past.append((messages[i]["content"], result and result.removeprefix(RESULT_OPEN).removesuffix(RESULT_CLOSE)))
-    return question, past
+    return question, [(t.text, t.result) for t in context.steps]
 
 
 def _tokens(text: str) -> set[str]:
@@ -134,7 +129,7 @@ class ReferenceQAJudge:
     def __init__(self, questions: Sequence[Question]):
         self.by_text = {q.question: q for q in questions}
 
-    def judge(self, state: str, action: str) -> Judgment:
+    def judge(self, state: Context | str, action: str) -> Judgment:
         question, past = _read_state(state, self.by_text)
         results = "\n".join(r for _, r in past if r is not None)
         step = parse_action(action)
@@ -279,7 +274,7 @@ class ReferenceMathJudge:
         self.by_text = {q.question: q for q in questions}
         self._plans = {q.question: _plan(q) for q in questions}
 
-    def judge(self, state: str, action: str) -> Judgment:
+    def judge(self, state: Context | str, action: str) -> Judgment:
         question, past = _read_state(state, self.by_text)
         step = parse_action(action)
         if step.error:

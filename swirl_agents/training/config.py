@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
-from swirl_agents.training.data import OBJECTIVES
-from swirl_agents.training.losses import BASELINES, KL_ESTIMATORS, NORMALIZATIONS
+OBJECTIVES = ("swirl", "sft", "trajectory")
+NORMALIZATIONS = ("token", "action", "sequence")
+BASELINES = ("none", "mean", "whiten")
+KL_ESTIMATORS = ("k1", "k3")
 
 LR_SCHEDULES = ("cosine", "constant")
 MIXED_PRECISION = ("auto", "no", "bf16")
@@ -26,10 +29,10 @@ class TrainConfig:
         ValueError: TrainConfig.normalize: expected one of ('token', 'action', 'sequence'), actual 'tokens'
     """
 
-    output_dir: str
-    """Folder for checkpoints, metrics.jsonl, config.json and the final model (``final/``)."""
-    model: str = ""
-    """Hugging Face model folder or id to start from when ``train`` is not given a model object."""
+    output_dir: str = field(default="", metadata={"nested": False})
+    """Folder for checkpoints, metrics.jsonl, run_info.json and the final model (``final/``)."""
+    model: str = field(default="", metadata={"nested": False})
+    """Model to start from when ``train`` is not given a model object: a named model, a .gguf file, a folder or a hub id."""
     objective: str = "swirl"
     """``swirl``: each action its own reward; ``sft``: every action weight 1; ``trajectory``: each action the episode's outcome."""
     normalize: str = "token"
@@ -52,10 +55,12 @@ class TrainConfig:
     """After warmup: ``cosine`` decay to zero at the last step, or ``constant``."""
     warmup_steps: int = 0
     """Linear warmup steps from 0 to ``learning_rate``."""
-    num_epochs: float = 1.0
-    """Passes over the data (fractions allowed); ignored when ``max_steps`` is set."""
+    warmup_ratio: float = 0.0
+    """Warmup as a share of the run's steps (the larger of this and ``warmup_steps`` applies)."""
+    num_epochs: float = 0.0
+    """Passes over the data (fractions allowed); 0: one pass, or ``max_steps`` steps when that is set."""
     max_steps: int = 0
-    """Optimizer steps to run; 0 derives them from ``num_epochs``."""
+    """Most optimizer steps; with ``num_epochs`` the run stops at whichever comes first. 0: no cap."""
     max_tokens_per_batch: int = 8192
     """Micro-batch budget in padded tokens (rows x longest row); rows are length-sorted into batches, a longer row gets one alone."""
     grad_accum_steps: int = 1
@@ -82,12 +87,18 @@ class TrainConfig:
     """Shuffle the order of micro-batches every epoch (rows inside a batch stay length-sorted)."""
     save_every: int = 0
     """Save a resumable checkpoint (model, optimizer, scheduler, RNG, step = data position) every N steps; 0: never."""
-    resume_from: str = ""
-    """Checkpoint folder to resume from, or ``latest`` for the newest under ``output_dir/checkpoints``."""
+    resume_from: str = field(default="latest", metadata={"nested": False})
+    """``latest``: resume from the newest intact checkpoint under ``output_dir/checkpoints`` when there is one
+    (re-running a command resumes it); a checkpoint folder; or ``none`` to start from step 0."""
     log_every: int = 1
     """Write metrics to ``metrics.jsonl`` every this many optimizer steps."""
-    print_metrics: bool = True
+    progress: bool = True
+    """Show a progress bar with rate, ETA and the latest loss."""
+    print_metrics: bool = False
     """Also print each metrics record to stdout."""
+    report_to: tuple[str, ...] = ()
+    """Experiment trackers through accelerate: ``tensorboard``, ``trackio``, ``wandb`` (offline: ``WANDB_MODE=offline``),
+    ``all``; files go under ``output_dir/trackers``. ``metrics.jsonl`` is always written."""
     save_final: bool = True
     """Save the final model + tokenizer in Hugging Face format under ``output_dir/final`` (LoRA merged)."""
 
@@ -106,13 +117,30 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}: expected a value >= 0, actual {getattr(self, name)!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"TrainConfig.learning_rate: expected > 0, actual {self.learning_rate!r}")
-        if self.max_steps == 0 and self.num_epochs <= 0:
-            raise ValueError(f"TrainConfig: expected max_steps >= 1 or num_epochs > 0, actual {self.max_steps}, {self.num_epochs}")
-        if not self.output_dir:
-            raise ValueError("TrainConfig.output_dir: expected a folder path, actual ''")
+        if self.num_epochs < 0:
+            raise ValueError(f"TrainConfig.num_epochs: expected a value >= 0, actual {self.num_epochs!r}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"TrainConfig.warmup_ratio: expected a share in [0, 1), actual {self.warmup_ratio!r}")
         if self.baseline != "none" and self.objective == "sft":
             raise ValueError(f"TrainConfig.baseline: expected 'none' with objective='sft' (all weights are 1, "
                              f"a baseline zeroes them), actual {self.baseline!r}")
+
+    def warmup(self, total: int) -> int:
+        """Warmup steps of a run of ``total`` steps."""
+        return max(self.warmup_steps, round(self.warmup_ratio * total))
+
+    def total_steps(self, micro_batches: int, processes: int = 1) -> int:
+        """Optimizer steps of a run over ``micro_batches`` micro-batches: epochs, capped by ``max_steps``.
+
+        Example:
+            >>> TrainConfig(output_dir="x", max_steps=300, num_epochs=3).total_steps(40), TrainConfig(output_dir="x").total_steps(40)
+            (120, 40)
+        """
+        per_step = processes * self.grad_accum_steps
+        if self.num_epochs == 0 and self.max_steps:
+            return self.max_steps
+        epochs = math.ceil((self.num_epochs or 1.0) * micro_batches / per_step)
+        return max(1, min(epochs, self.max_steps) if self.max_steps else epochs)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,27 +1,22 @@
-"""Transitions to packed token sequences: one row per episode, each kept action its own reward.
+"""Episodes to packed token sequences: one row per episode, each kept action its own reward.
 
-**Packing.** The K transitions of an episode share prefixes (state_{i+1} = state_i + action_i +
-result_i), so one sequence, the last kept state + its action, holds every kept action after exactly
-the context it was generated from; with causal attention ``log π(action_i | prefix)`` is the same
-there as in a sequence of its own. Training costs one forward pass per episode instead of K.
-Actions that a filter dropped stay in the row as context, untrained.
+**Packing.** The K transitions of an episode share prefixes (the prompt for step i + 1 is the prompt
+for step i, step i and its result), so one sequence, the prompt of the last kept step followed by
+that step, holds every kept action after exactly the context it was generated from; with causal
+attention ``log π(action_i | prefix)`` is the same there as in a sequence of its own. Training costs
+one forward pass per episode instead of K. Steps that a filter dropped stay in the row as context,
+untrained.
 
-**Tokenisation rule (the one generation must use too).** A prompt is tokenised *segment by
-segment*: the rendered prompt (:func:`swirl_agents.prompting.render_prompt`) is cut at the start
-and end of every earlier action, each piece is tokenised on its own and the ids are concatenated
-(:func:`encode_prompt`). Tokenising the whole string instead would let BPE merge across a
-boundary (byte-level BPE turns ``"\\n\\n"`` + ``"Add"`` into different tokens than ``"\\n\\nAdd"``),
-so the ids of prompt i+1 would not start with the ids of prompt i + action i, and packed training
-would score tokens the policy never saw. Segment-wise, the ids of every prompt are the ids of the
-previous prompt, the action, then the new context: exactly what a multi-turn generator that appends
-its sampled tokens and the tokenised tool result produces. An action's ids are its text
-re-tokenised (the episode record keeps text, not sampled ids); a sampler can produce a
-non-canonical split of the same text, which this cannot recover.
+**Tokens.** Rows are built by :func:`swirl_agents.prompting.encode_prompt`, the same function the
+transformers agent builds its prompts with: piece by piece, and with the ids the policy sampled for
+each step wherever the episode recorded them for this tokenizer (:attr:`PackStats.actions_exact`).
+A step without recorded ids (a reference agent's, another tokenizer's) is tokenised from its text
+(``actions_retokenized``); recorded ids that cannot be used (another tokenizer, or a step the
+rendering had to escape) are counted as ``actions_fallback``.
 
-**Chat templates.** Packing needs ``render_prompt(state_{i+1})`` to start with
-``render_prompt(state_i) + action_i``. Templates that rewrite earlier assistant turns (e.g. drop
-their reasoning) break it; such episodes fall back to one sequence per transition (each still
-tokenised by :func:`encode_prompt`) and are counted in :class:`PackStats`.
+**Chat templates.** Packing needs each earlier prompt followed by its step to be a prefix of the
+whole prompt. Templates that rewrite earlier turns break it; such episodes fall back to one
+sequence per transition and are counted in :attr:`PackStats.fallback_episodes`.
 
 **Length.** A row longer than ``max_len`` is split: the actions that fit in its first ``max_len``
 tokens train on their exact context; each later action trains in a row made of the prompt head
@@ -33,16 +28,15 @@ fit even after the head alone is dropped and counted as ``actions_dropped``.
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from swirl_agents.episodes import Transition
-from swirl_agents.prompting import has_chat_template, render_prompt
-from swirl_env import context as ctx
+from swirl_env.context import escape
+from swirl_agents.episodes import Episode, Transition
+from swirl_agents.prompting import encode_prompt, has_chat_template, step_tokens, text_for_model
 
-OBJECTIVES = ("swirl", "sft", "trajectory")
+from swirl_agents.training.config import OBJECTIVES
 
 
 @dataclass
@@ -81,9 +75,12 @@ class PackStats:
     """Tokens one sequence per transition would cost (prompt_i + action_i summed)."""
     actions_truncated: int = 0
     actions_dropped: int = 0
-    whole_string_mismatches: int = 0
-    """Transitions whose prompt ids differ from tokenising the rendered prompt as one string: a
-    generator that does that sees other tokens there than training scores (see the module docstring)."""
+    actions_exact: int = 0
+    """Trained actions whose ids are exactly the ones the policy sampled."""
+    actions_retokenized: int = 0
+    """Trained actions with no recorded ids (e.g. a reference agent's), tokenised from their text."""
+    actions_fallback: int = 0
+    """Trained actions whose recorded ids could not be used (another tokenizer, or text the rendering escaped)."""
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -98,12 +95,14 @@ def assign_rewards(
     """Rewards for ``objective``: ``"swirl"`` keeps each transition's own, ``"sft"`` sets every action to 1,
     ``"trajectory"`` gives every action of an episode the episode's outcome.
 
-    The outcome is ``outcomes[episode_id]`` (e.g. ``{ep.episode_id: ep.reward for ep in episodes}``),
-    or else the reward of the episode's last transition (the env reward at the answer when the
-    transitions come from :func:`swirl_agents.episodes.decompose` unfiltered).
+    The outcome is ``outcomes[episode_id]`` when given, else the episode's own reward (the env's score
+    at its answer).
 
     Example:
-        >>> ts = [Transition("s", "a", 0.0, "e", 0), Transition("sa", "b", 1.0, "e", 1)]
+        >>> from swirl_agents.episodes import Step, decompose
+        >>> ep = Episode("e", "q", "env", "demo", 0, "2+3?", "Add.", (Step("<math_exp>2+3</math_exp>", "math_exp",
+        ...              "2+3", "5"), Step("<answer>5</answer>", "answer", "5", None, 1.0)), "5", {}, 1.0, True, False)
+        >>> ts = decompose(ep, [0.0, 0.5])
         >>> [t.reward for t in assign_rewards(ts, "trajectory")], [t.reward for t in assign_rewards(ts, "sft")]
         ([1.0, 1.0], [1.0, 1.0])
     """
@@ -113,157 +112,80 @@ def assign_rewards(
         return list(transitions)
     if objective == "sft":
         return [dataclasses.replace(t, reward=1.0) for t in transitions]
-    groups = group_episodes(transitions)
-    outcome = {eid: (outcomes[eid] if outcomes and eid in outcomes else ts[-1].reward) for eid, ts in groups.items()}
-    return [dataclasses.replace(t, reward=float(outcome[t.episode_id])) for t in transitions]
+    return [dataclasses.replace(t, reward=float(outcomes[t.episode_id] if outcomes and t.episode_id in outcomes
+                                                 else t.episode.reward)) for t in transitions]
 
 
-def group_episodes(transitions: Iterable[Transition]) -> dict[str, list[Transition]]:
-    """Transitions by episode id, each episode's sorted by step index (first-seen episode order)."""
-    groups: dict[str, list[Transition]] = defaultdict(list)
+def group_episodes(transitions: Iterable[Transition]) -> dict[str, tuple[Episode, dict[int, float]]]:
+    """Each episode (first-seen order) with the reward of each of its kept steps."""
+    groups: dict[str, tuple[Episode, dict[int, float]]] = {}
     for t in transitions:
-        groups[t.episode_id].append(t)
-    for eid, ts in groups.items():
-        ts.sort(key=lambda t: t.step_index)
-        steps = [t.step_index for t in ts]
-        if len(set(steps)) != len(steps):
-            raise ValueError(f"expected unique step indices in episode {eid!r}, actual {steps}: deduplicate the transitions")
-    return dict(groups)
+        episode, kept = groups.setdefault(t.episode_id, (t.episode, {}))
+        if t.step_index in kept:
+            raise ValueError(f"expected unique step indices in episode {t.episode_id!r}, actual step {t.step_index} "
+                             "twice: deduplicate the transitions")
+        kept[t.step_index] = t.reward
+    return groups
 
 
-# --- tokenisation ----------------------------------------------------------------------------------
+# --- tokenisation --------------------------------------------------------------------------------
 
 
-def step_char_spans(observation: str) -> list[tuple[int, int]] | None:
-    """``[start, end)`` characters of every earlier step in a canonical context, ``None`` if not canonical.
-
-    Example:
-        >>> obs = ctx.render("Be brief.", "Who?", [("<search_query>x</search_query>", "x: y")])
-        >>> [obs[s:e] for s, e in step_char_spans(obs)]
-        ['<search_query>x</search_query>']
-    """
-    try:
-        messages = ctx.to_messages(observation)
-        if ctx.from_messages(messages) != observation:
-            return None
-    except (ValueError, KeyError, IndexError):
-        return None
-    question = messages[1]["content"].removeprefix(ctx.QUESTION_PREFIX)
-    offset, spans = len(ctx.render_start(messages[0]["content"], question)), []
-    for i in range(2, len(messages), 2):
-        step = messages[i]["content"]
-        result = messages[i + 1]["content"] if i + 1 < len(messages) else None
-        result = None if result is None else result.removeprefix(ctx.RESULT_OPEN).removesuffix(ctx.RESULT_CLOSE)
-        spans.append((offset, offset + len(step)))
-        offset += len(ctx.render_step(step, result))
-    return spans
+def _step_ids(episode: Episode) -> dict[int, tuple[Any, str]]:
+    return {j: (s.token_ids, s.tokenizer) for j, s in enumerate(episode.steps) if s.token_ids}
 
 
-def prompt_segments(tokenizer: Any, observation: str) -> tuple[list[str], int] | None:
-    """The rendered prompt cut at every earlier action: ``(pieces, n_steps)``, ``None`` if it cannot be.
-
-    Pieces alternate context, action, context, ... and join to ``render_prompt(tokenizer, observation)``.
-    ``None`` when the observation is not a canonical context or the chat template does not render
-    each earlier prompt + action as a prefix of the whole prompt.
-    """
-    spans = step_char_spans(observation)
-    if spans is None:
-        return None
-    prompt = render_prompt(tokenizer, observation)
-    cuts = [0]
-    for start, end in spans:
-        prefix = render_prompt(tokenizer, observation[:start]) if has_chat_template(tokenizer) else observation[:start]
-        action = observation[start:end]
-        if len(prefix) < cuts[-1] or not prompt.startswith(prefix + action):
-            return None
-        cuts += [len(prefix), len(prefix) + len(action)]
-    cuts.append(len(prompt))
-    return [prompt[a:b] for a, b in zip(cuts, cuts[1:])], len(spans)
+def _action(tokenizer: Any, episode: Episode, k: int, stats: PackStats) -> list[int]:
+    """Step ``k``'s ids as the model sees it, counted as exact, re-tokenised or a fallback."""
+    step = episode.steps[k]
+    ids, exact = step_tokens(tokenizer, text_for_model(tokenizer, escape(step.action)), step.token_ids, step.tokenizer)
+    _count(stats, exact, bool(step.token_ids))
+    return ids
 
 
-def encode_prompt(tokenizer: Any, observation: str) -> list[int]:
-    """Token ids of the prompt for ``observation``, tokenised segment by segment (the module's rule).
-
-    Generation must use these ids for the prompt so that training scores the tokens the policy saw.
-    Non-canonical observations (or templates that break the prefix property) are tokenised whole.
-    The first piece gets the tokenizer's special tokens (e.g. BOS) unless a chat template renders them.
-
-    Example:
-        >>> from swirl_agents.models import train_tokenizer
-        >>> obs = ctx.render("Be brief.", "Who?", [("Look. <search_query>x</search_query>", "x: y")])
-        >>> tok = train_tokenizer([obs] * 5, vocab_size=300)
-        >>> tok.decode(encode_prompt(tok, obs)) == obs
-        True
-    """
-    return _prompt_tokens(tokenizer, observation)[0]
-
-
-def _prompt_tokens(tokenizer: Any, observation: str) -> tuple[list[int], list[int], int]:
-    """Prompt ids, the token start of each piece, and the number of earlier steps cut out (0 if uncut)."""
-    segments = prompt_segments(tokenizer, observation)
-    pieces, n_steps = segments if segments is not None else ([render_prompt(tokenizer, observation)], 0)
-    ids, starts = _encode_pieces(tokenizer, pieces)
-    return ids, starts, n_steps
-
-
-def _step_layout(starts: list[int], n_steps: int, length: int) -> tuple[list[int], int]:
-    """Token starts of every step (piece 2j+1 is step j's action) plus the end, and the head length."""
-    return [starts[2 * j + 1] for j in range(n_steps)] + [length], starts[1] if n_steps else length
-
-
-def _encode_pieces(tokenizer: Any, pieces: Sequence[str]) -> tuple[list[int], list[int]]:
-    """Concatenated ids of ``pieces`` and the token offset where each piece starts."""
-    first = tokenizer(pieces[0], add_special_tokens=not has_chat_template(tokenizer))["input_ids"]
-    rest = tokenizer(list(pieces[1:]), add_special_tokens=False)["input_ids"] if len(pieces) > 1 else []
-    ids, starts = list(first), [0]
-    for piece_ids in rest:
-        starts.append(len(ids))
-        ids.extend(piece_ids)
-    return ids, starts
-
-
-def _encode_action(tokenizer: Any, action: str) -> list[int]:
-    return tokenizer(action, add_special_tokens=False)["input_ids"]
+def _count(stats: PackStats, exact: bool, recorded: bool) -> None:
+    if exact:
+        stats.actions_exact += 1
+    elif recorded:
+        stats.actions_fallback += 1
+    else:
+        stats.actions_retokenized += 1
 
 
 # --- packing -------------------------------------------------------------------------------------
 
 
-def pack_episode(tokenizer: Any, transitions: Sequence[Transition]) -> list[PackedSequence] | None:
-    """One row for the transitions of one episode (sorted by step), or ``None`` if they cannot share one."""
-    last = transitions[-1]
-    segments = prompt_segments(tokenizer, last.state)
-    if segments is None:
+def pack_episode(tokenizer: Any, episode: Episode, kept: Mapping[int, float], stats: PackStats | None = None, *,
+                 chat: bool | None = None) -> PackedSequence | None:
+    """One row holding every kept step of ``episode`` (``kept[step index] = reward``), ``None`` if they cannot share one."""
+    stats = PackStats() if stats is None else stats
+    last = max(kept)
+    enc = encode_prompt(tokenizer, episode.context(last), chat=chat, step_ids=_step_ids(episode))
+    if enc.pieces is None:
         return None
-    pieces, n_steps = segments
-    ids, starts = _encode_pieces(tokenizer, pieces)
-    char_spans = step_char_spans(last.state) or []
     spans, rewards = [], []
-    for t in transitions[:-1]:
-        if not (0 <= t.step_index < n_steps):
-            return None
-        c_start, c_end = char_spans[t.step_index]
-        if last.state[:c_start] != t.state or last.state[c_start:c_end] != t.action:
-            return None
-        # Piece 2j+1 is step j's action (pieces alternate context, action, ...).
-        spans.append((starts[2 * t.step_index + 1], starts[2 * t.step_index + 2]))
-        rewards.append(t.reward)
-    action_ids = _encode_action(tokenizer, last.action)
-    spans.append((len(ids), len(ids) + len(action_ids)))
-    rewards.append(last.reward)
-    step_starts, head_len = _step_layout(starts, n_steps, len(ids))
-    return [PackedSequence(last.episode_id, ids + action_ids, spans, rewards, step_starts, head_len)]
+    for j in sorted(kept)[:-1]:
+        spans.append(enc.step_spans[j])
+        rewards.append(kept[j])
+        _count(stats, enc.exact[j], enc.exact[j] or enc.fallback[j])
+    action = _action(tokenizer, episode, last, stats)
+    spans.append((len(enc.ids), len(enc.ids) + len(action)))
+    rewards.append(kept[last])
+    step_starts = [start for start, _ in enc.step_spans] + [len(enc.ids)]
+    return PackedSequence(episode.episode_id, enc.ids + action, spans, rewards, step_starts, enc.head_len)
 
 
-def single_sequences(tokenizer: Any, transitions: Sequence[Transition]) -> list[PackedSequence]:
-    """One row per transition (the naive layout, and the fallback when packing is impossible)."""
+def single_sequences(tokenizer: Any, episode: Episode, kept: Mapping[int, float], stats: PackStats | None = None, *,
+                     chat: bool | None = None) -> list[PackedSequence]:
+    """One row per kept step (the naive layout, and the fallback when packing is impossible)."""
+    stats = PackStats() if stats is None else stats
     rows = []
-    for t in transitions:
-        prompt, starts, n_steps = _prompt_tokens(tokenizer, t.state)
-        action = _encode_action(tokenizer, t.action)
-        step_starts, head_len = _step_layout(starts, n_steps, len(prompt))
-        rows.append(PackedSequence(t.episode_id, prompt + action, [(len(prompt), len(prompt) + len(action))],
-                                   [t.reward], step_starts, head_len))
+    for k in sorted(kept):
+        enc = encode_prompt(tokenizer, episode.context(k), chat=chat, step_ids=_step_ids(episode))
+        action = _action(tokenizer, episode, k, stats)
+        step_starts = [start for start, _ in enc.step_spans] + [len(enc.ids)]
+        rows.append(PackedSequence(episode.episode_id, enc.ids + action, [(len(enc.ids), len(enc.ids) + len(action))],
+                                   [kept[k]], step_starts, enc.head_len))
     return rows
 
 
@@ -301,39 +223,39 @@ def fit_length(row: PackedSequence, max_len: int) -> tuple[list[PackedSequence],
 
 
 def pack_transitions(
-    tokenizer: Any, transitions: Sequence[Transition], *, max_len: int, packed: bool = True
+    tokenizer: Any, transitions: Sequence[Transition], *, max_len: int, packed: bool = True, chat: bool | None = None
 ) -> tuple[list[PackedSequence], PackStats]:
     """Rows for training: one per episode when ``packed`` (else one per transition), fitted to ``max_len``.
 
     Example:
-        >>> from swirl_agents.models import train_tokenizer
-        >>> s0 = ctx.render_start("Be brief.", "2+3?")
-        >>> s1 = s0 + ctx.render_step("<math_exp>2+3</math_exp>", "5")
-        >>> ts = [Transition(s0, "<math_exp>2+3</math_exp>", 1.0, "e", 0), Transition(s1, "<answer>5</answer>", 1.0, "e", 1)]
-        >>> tok = train_tokenizer([s1] * 5, vocab_size=300)
-        >>> rows, stats = pack_transitions(tok, ts, max_len=512)
-        >>> len(rows), len(rows[0].spans), stats.naive_tokens > stats.tokens
-        (1, 2, True)
+        >>> from swirl_agents.episodes import Step, decompose
+        >>> from swirl_agents.tiny import train_tokenizer
+        >>> ep = Episode("e", "q", "env", "demo", 0, "2+3?", "Add.", (Step("<math_exp>2+3</math_exp>", "math_exp",
+        ...              "2+3", "5"), Step("<answer>5</answer>", "answer", "5", None, 1.0)), "5", {}, 1.0, True, False)
+        >>> tok = train_tokenizer([ep.final_context()] * 5, vocab_size=300)
+        >>> rows, stats = pack_transitions(tok, decompose(ep, [1.0, 1.0]), max_len=512)
+        >>> len(rows), len(rows[0].spans), stats.naive_tokens > stats.tokens, stats.actions_retokenized
+        (1, 2, True, 2)
     """
     if max_len < 2:
         raise ValueError(f"expected max_len >= 2, actual {max_len}")
+    chat = has_chat_template(tokenizer) if chat is None else chat
     stats, rows = PackStats(), []
-    for episode in group_episodes(transitions).values():
+    for episode, kept in group_episodes(transitions).values():
         stats.episodes += 1
-        stats.transitions += len(episode)
-        singles = single_sequences(tokenizer, episode)
-        stats.naive_tokens += sum(len(r) for r in singles)
-        stats.whole_string_mismatches += sum(
-            _encode_pieces(tokenizer, [render_prompt(tokenizer, t.state)])[0] != r.input_ids[: r.spans[0][0]]
-            for t, r in zip(episode, singles))
-        episode_rows = pack_episode(tokenizer, episode) if packed else None
-        if episode_rows is None:
-            episode_rows = singles
-            stats.fallback_episodes += int(packed)
-        else:
+        stats.transitions += len(kept)
+        row = pack_episode(tokenizer, episode, kept, stats, chat=chat) if packed else None
+        if row is not None:
             stats.packed_episodes += 1
-        for row in episode_rows:
-            fitted, truncated, dropped = fit_length(row, max_len)
+            # By the packing invariant, step j's prompt is the row up to step j: its naive row ends where step j does.
+            stats.naive_tokens += sum(end for _, end in row.spans)
+            episode_rows = [row]
+        else:
+            episode_rows = single_sequences(tokenizer, episode, kept, stats, chat=chat)
+            stats.fallback_episodes += int(packed)
+            stats.naive_tokens += sum(len(r) for r in episode_rows)
+        for r in episode_rows:
+            fitted, truncated, dropped = fit_length(r, max_len)
             rows += fitted
             stats.actions_truncated += truncated
             stats.actions_dropped += dropped

@@ -6,7 +6,7 @@ packed batch one row holds a whole episode; the tokens of each trained action ca
 results, actions that were filtered out, padding) has action id ``-1`` and receives no loss.
 
 All tensors are aligned on *target* positions: ``logprobs[b, t]`` is ``log π(x[b, t+1] | x[b, :t+1])``,
-so the per-token tensors built for ``input_ids`` (B, T) are shifted by one (:func:`shift_targets`).
+so the per-token tensors built for ``input_ids`` (B, T) are shifted by one (``x[:, 1:]``).
 """
 
 from __future__ import annotations
@@ -14,35 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-NORMALIZATIONS = ("token", "action", "sequence")
-BASELINES = ("none", "mean", "whiten")
-KL_ESTIMATORS = ("k1", "k3")
+from swirl_agents.training.config import BASELINES, KL_ESTIMATORS, NORMALIZATIONS
 
-
-def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """Log-probability of each next token: ``out[b, t] = log softmax(logits[b, t])[input_ids[b, t+1]]``.
-
-    Args:
-        logits: (B, T, V) model outputs.
-        input_ids: (B, T) the tokens the logits were computed on.
-
-    Returns:
-        (B, T-1) float32 log-probabilities (computed in float32 even under bf16 autocast).
-
-    Example:
-        >>> logits = torch.zeros(1, 3, 4)  # uniform over 4 tokens
-        >>> token_logprobs(logits, torch.tensor([[0, 1, 2]])).exp()
-        tensor([[0.2500, 0.2500]])
-    """
-    logits = logits[:, :-1].float()  # (B, T-1, V)
-    targets = input_ids[:, 1:].unsqueeze(-1)  # (B, T-1, 1)
-    # log_softmax then gather is the memory-light way; cross_entropy would need a flat copy.
-    return torch.gather(F.log_softmax(logits, dim=-1), -1, targets).squeeze(-1)
-
-
-def shift_targets(per_token: torch.Tensor) -> torch.Tensor:
-    """Align a (B, T) per-input-token tensor with :func:`token_logprobs` output: drop position 0."""
-    return per_token[:, 1:]
+__all__ = ["BASELINES", "KL_ESTIMATORS", "NORMALIZATIONS", "apply_baseline", "count_units", "kl_penalty", "masked_sum",
+           "stepwise_pg_loss"]
 
 
 def stepwise_pg_loss(
@@ -55,7 +30,7 @@ def stepwise_pg_loss(
     """``-Σ R(a|s) · log π(a|s)`` over the action tokens of a batch, normalised.
 
     Args:
-        logprobs: (B, T) log π of each target token (:func:`token_logprobs`).
+        logprobs: (B, T) log π of each target token (:func:`swirl_agents.training.trainer.policy_logprobs`).
         action_ids: (B, T) long, the batch-unique id ``0..A-1`` of the action a token belongs to,
             ``-1`` for every token that must not be trained.
         rewards: (B, T) the reward (or advantage) of that token's action; ignored off actions.

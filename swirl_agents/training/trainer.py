@@ -15,10 +15,12 @@ processes.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
-import subprocess
+import os
+import shutil
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -33,8 +35,8 @@ import torch
 from swirl_agents.episodes import Transition
 from swirl_agents.training.config import TrainConfig
 from swirl_agents.training.data import PackedSequence, assign_rewards, collate, make_batches, pack_transitions
-from swirl_agents.training.losses import (apply_baseline, count_units, kl_penalty, masked_sum, stepwise_pg_loss,
-                                          token_logprobs)
+from swirl_agents.jsonl import folder_lock, read_jsonl, write_jsonl
+from swirl_agents.training.losses import apply_baseline, count_units, kl_penalty, masked_sum, stepwise_pg_loss
 
 
 @dataclass
@@ -56,6 +58,9 @@ def train(config: TrainConfig, transitions: Sequence[Transition], *, model: Any 
           outcomes: Mapping[str, float] | None = None) -> TrainResult:
     """Maximise ``Σ R(a|s) log π(a|s)`` over ``transitions`` (grouped and packed by episode).
 
+    Re-running with the same ``output_dir`` resumes from the newest intact checkpoint (``save_every``)
+    and returns a finished run as it is; a finished run with another config or other data is refused.
+
     Args:
         config: The run's settings.
         transitions: Filtered, rewarded transitions; several episodes, any order.
@@ -65,34 +70,59 @@ def train(config: TrainConfig, transitions: Sequence[Transition], *, model: Any 
 
     Example:
         >>> import tempfile
-        >>> from swirl_env import context as ctx
-        >>> from swirl_agents.models import train_tokenizer, build_tiny_model
-        >>> s0 = ctx.render_start("Add.", "2+3?")
-        >>> ts = [Transition(s0, "<math_exp>2+3</math_exp>", 1.0, "e", 0)]
-        >>> tok = train_tokenizer([s0] * 5, vocab_size=300)
-        >>> result = train(TrainConfig(output_dir=tempfile.mkdtemp(), max_steps=2, save_final=False,
-        ...                            print_metrics=False),
-        ...                ts, model=build_tiny_model(tok, n_layer=1, n_embd=32, n_head=2), tokenizer=tok)
+        >>> from swirl_agents.episodes import Episode, Step, decompose
+        >>> from swirl_agents.tiny import train_tokenizer, build_tiny_model
+        >>> ep = Episode("e", "q", "env", "demo", 0, "2+3?", "Add.", (Step("<math_exp>2+3</math_exp>", "math_exp",
+        ...              "2+3", "5"),), None, {}, 0.0, False, True)
+        >>> tok = train_tokenizer([ep.final_context()] * 5, vocab_size=300)
+        >>> result = train(TrainConfig(output_dir=tempfile.mkdtemp(), max_steps=2, save_final=False, progress=False),
+        ...                decompose(ep, [1.0]), model=build_tiny_model(tok, n_layer=1, n_embd=32, n_head=2), tokenizer=tok)
         >>> result.steps, sorted(k for k in result.metrics[-1] if k.startswith("losses/"))
         (2, ['losses/kl', 'losses/pg', 'losses/total'])
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    if not config.output_dir:
+        raise ValueError("TrainConfig.output_dir: expected a folder path, actual ''")
     _quiet_padding_warning()
-    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_precision(config.mixed_precision))
+    out = Path(config.output_dir)
+    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_precision(config.mixed_precision),
+                      log_with=_trackers(config), project_dir=str(out / "trackers"))
     set_seed(config.seed)
-    model, tokenizer = _load(config, model, tokenizer)
-    rows, batches, stats = _prepare_data(config, transitions, tokenizer, model, outcomes)
-    total = config.max_steps or math.ceil(config.num_epochs * len(batches) / (acc.num_processes * config.grad_accum_steps))
-    reference = _reference_model(config, model)
-    model, optimizer, scheduler = _prepare_optimization(acc, config, model, total)
-    if reference is not None:
-        reference.to(acc.device)
-    out, pad_id = Path(config.output_dir), _pad_id(tokenizer)
-    step = _resume(acc, config, len(batches))
-    _announce(acc, config, stats.as_dict(), total)
-    logged: list[dict[str, float]] = []
+    digest = data_digest(transitions)
+    with folder_lock(out) if acc.is_main_process else nullcontext():
+        done = _finished_run(out, config, digest, acc)
+        if done is not None:
+            return done
+        model, tokenizer = _load(config, model, tokenizer)
+        rows, batches, stats = _prepare_data(config, transitions, tokenizer, model, outcomes)
+        total = config.total_steps(len(batches), acc.num_processes)
+        reference = _reference_model(config, model)
+        model, optimizer, scheduler = _prepare_optimization(acc, config, model, total)
+        if reference is not None:
+            reference.to(acc.device)
+        step = _resume(acc, config, len(batches))
+        if acc.is_main_process:
+            _trim_metrics(out / "metrics.jsonl", step)
+        _announce(acc, config, stats.as_dict(), total, digest)
+        logged = _loop(acc, config, model, reference, optimizer, scheduler, rows, batches, _pad_id(tokenizer), step, total)
+        final = _save_final(acc, config, model, tokenizer) if config.save_final else None
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            _mark_finished(out, total)
+        acc.end_training()
+    return TrainResult(out, final, total, logged, stats.as_dict(), acc.process_index, acc.num_processes)
+
+
+def _loop(acc: Any, config: TrainConfig, model: Any, reference: Any, optimizer: Any, scheduler: Any,
+          rows: list[PackedSequence], batches: list[list[int]], pad_id: int, step: int, total: int) -> list[dict]:
+    """Optimizer steps ``step`` to ``total``: the training loop itself."""
+    from tqdm.auto import tqdm
+
+    out, logged = Path(config.output_dir), []
+    bar = tqdm(total=total, initial=step, unit="step", desc="train", dynamic_ncols=True,
+               disable=not (config.progress and acc.is_main_process))
     model.train()
     while step < total:
         start = time.perf_counter()
@@ -104,12 +134,13 @@ def train(config: TrainConfig, transitions: Sequence[Transition], *, model: Any 
         metrics["charts/tokens_per_s"] = metrics["charts/tokens"] / (time.perf_counter() - start)
         metrics["charts/lr"] = scheduler.get_last_lr()[0]
         if step % config.log_every == 0 or step == total:
-            logged.append(_log(out, step, metrics, acc.is_main_process, config.print_metrics))
+            logged.append(_log(acc, out, step, metrics, config))
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['losses/total']:.4g}", tok_s=f"{metrics['charts/tokens_per_s']:.0f}", refresh=False)
         if config.save_every and step % config.save_every == 0:
             _save_checkpoint(acc, out, step, len(batches))
-    final = _save_final(acc, config, model, tokenizer) if config.save_final else None
-    acc.wait_for_everyone()
-    return TrainResult(out, final, step, logged, stats.as_dict(), acc.process_index, acc.num_processes)
+    bar.close()
+    return logged
 
 
 def optimize_step(acc: Any, model: Any, reference: Any, optimizer: Any, micro: list[dict], config: TrainConfig) -> dict:
@@ -191,11 +222,12 @@ def micro_batch_ids(step: int, n_batches: int, world: int, rank: int, config: Tr
 
 def lr_factor(step: int, config: TrainConfig, total: int) -> float:
     """Learning-rate multiplier at ``step``: linear warmup, then constant or cosine to zero at ``total``."""
-    if step < config.warmup_steps:
-        return (step + 1) / (config.warmup_steps + 1)
+    warmup = config.warmup(total)
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
     if config.lr_schedule == "constant":
         return 1.0
-    progress = (step - config.warmup_steps) / max(total - config.warmup_steps, 1)
+    progress = (step - warmup) / max(total - warmup, 1)
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
@@ -241,10 +273,13 @@ def _to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _announce(acc: Any, config: TrainConfig, stats: dict[str, int], total: int) -> None:
+def _announce(acc: Any, config: TrainConfig, stats: dict[str, int], total: int, digest: str) -> None:
+    if config.report_to:
+        acc.init_trackers("swirl", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                           for k, v in config.to_dict().items()})
     if not acc.is_main_process:
         return
-    _write_run_info(Path(config.output_dir), config, stats, total)
+    _write_run_info(Path(config.output_dir), config, stats, total, digest)
     if config.print_metrics:
         print(f"[swirl.train] {stats} steps={total} processes={acc.num_processes}", flush=True)
 
@@ -256,8 +291,12 @@ def _load(config: TrainConfig, model: Any, tokenizer: Any) -> tuple[Any, Any]:
         raise ValueError("expected a model and tokenizer, or TrainConfig.model naming a Hugging Face folder, actual neither")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return (model or AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32),
-            tokenizer or AutoTokenizer.from_pretrained(config.model))
+    from swirl_agents.zoo import looks_like_hub_id, resolve_model
+
+    path = resolve_model(config.model)
+    local = {} if looks_like_hub_id(path) else {"local_files_only": True}
+    return (model or AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **local),
+            tokenizer or AutoTokenizer.from_pretrained(path, **local))
 
 
 def _reference_model(config: TrainConfig, model: Any) -> Any:
@@ -337,68 +376,144 @@ def _reward_moments(micro: list[dict]) -> list[float]:
     return [float(r.numel()), float(r.sum()), float((r * r).sum())]
 
 
+def _trackers(config: TrainConfig) -> Any:
+    if not config.report_to:
+        return None
+    return "all" if "all" in config.report_to else list(config.report_to)
+
+
+def data_digest(transitions: Sequence[Transition]) -> str:
+    """A short hash of what a run trains on (episode ids, steps, rewards): a re-run on other data is refused."""
+    h = hashlib.sha256()
+    for t in transitions:
+        h.update(f"{t.episode_id}\x1f{t.step_index}\x1f{t.reward!r}\x1e".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:16]
+
+
+_RUN_SETTINGS_IGNORED = ("progress", "print_metrics", "resume_from", "report_to", "log_every", "save_every")
+"""Settings that do not change what a run computes: a finished run is reused whatever they are."""
+
+
+def _finished_run(out: Path, config: TrainConfig, digest: str, acc: Any) -> TrainResult | None:
+    """The result of a finished run in ``out`` with the same config and data; an error if they differ."""
+    info_path = out / "run_info.json"
+    if not info_path.exists():
+        return None
+    info = json.loads(info_path.read_text())
+    if not info.get("finished"):
+        return None
+    old = {k: v for k, v in info.get("config", {}).items() if k not in _RUN_SETTINGS_IGNORED}
+    new = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in _RUN_SETTINGS_IGNORED}
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed or info.get("data_digest") != digest:
+        what = f"settings {changed}" if changed else "training data"
+        raise ValueError(f"{out} holds a finished run with other {what}; use a new --output-dir, or delete {out} to "
+                         "train again")
+    metrics = list(read_jsonl(out / "metrics.jsonl", dict, "metrics")) if (out / "metrics.jsonl").exists() else []
+    final = out / "final" if (out / "final").exists() else None
+    return TrainResult(out, final, int(info["steps"]), metrics, info.get("pack_stats", {}), acc.process_index,
+                       acc.num_processes)
+
+
+def _mark_finished(out: Path, steps: int) -> None:
+    info = json.loads((out / "run_info.json").read_text())
+    info.update(finished=True, steps=steps)
+    _write_json_atomic(out / "run_info.json", info)
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Keep the logged records up to the resumed ``step`` (none when starting over), so no step is logged twice."""
+    if not path.exists():
+        return
+    if step == 0:
+        path.unlink()
+        return
+    write_jsonl(path, [r for r in read_jsonl(path, dict, "metrics", skip_torn_tail=True) if r.get("step", 0) <= step])
+
+
 def _checkpoints(out: Path) -> Path:
     return out / "checkpoints"
 
 
 def _save_checkpoint(acc: Any, out: Path, step: int, n_batches: int) -> None:
-    """Model, optimizer, scheduler and every RNG (accelerate), plus the step: the data position is a function of it."""
+    """Model, optimizer, scheduler and every RNG (accelerate), plus the step: the data position is a function of it.
+
+    Written into ``step_N.tmp`` and renamed when complete, ``trainer_state.json`` last: a checkpoint
+    folder without its ``.tmp`` suffix is whole.
+    """
     path = _checkpoints(out) / f"step_{step:08d}"
-    acc.save_state(str(path))
+    tmp = path.with_name(path.name + ".tmp")
+    if acc.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp))
+    acc.wait_for_everyone()
     if acc.is_main_process:
         state = {"step": step, "micro_batches": n_batches, "num_processes": acc.num_processes}
-        (path / "trainer_state.json").write_text(json.dumps(state))
+        _write_json_atomic(tmp / "trainer_state.json", state)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
     acc.wait_for_everyone()
 
 
 def _resume(acc: Any, config: TrainConfig, n_batches: int) -> int:
-    """Load the checkpoint named by ``resume_from``; return the optimizer step to continue from."""
-    if not config.resume_from:
+    """Load the checkpoint named by ``resume_from`` (``latest``: the newest intact one); the step to continue from."""
+    if config.resume_from in ("", "none"):
         return 0
-    path = Path(config.resume_from)
     if config.resume_from == "latest":
-        found = sorted(_checkpoints(Path(config.output_dir)).glob("step_*/trainer_state.json"))
-        if not found:
-            return 0
-        path = found[-1].parent
-    if not (path / "trainer_state.json").exists():
-        raise FileNotFoundError(f"expected a checkpoint folder with trainer_state.json, actual {path}: "
-                                f"use one of {_checkpoints(Path(config.output_dir))}/step_*, or 'latest'")
-    acc.load_state(str(path))
-    state = json.loads((path / "trainer_state.json").read_text())
-    if (state.get("micro_batches"), state.get("num_processes")) != (n_batches, acc.num_processes):
-        warnings.warn(f"resuming {path} with {n_batches} micro-batches on {acc.num_processes} processes, saved with "
-                      f"{state.get('micro_batches')} on {state.get('num_processes')}: the data order will differ "
-                      "from an uninterrupted run", stacklevel=3)
-    return int(state["step"])
+        candidates = sorted((p for p in _checkpoints(Path(config.output_dir)).glob("step_*") if p.suffix != ".tmp"),
+                            reverse=True)
+    else:
+        candidates = [Path(config.resume_from)]
+        if not (candidates[0] / "trainer_state.json").exists():
+            raise FileNotFoundError(f"expected a checkpoint folder with trainer_state.json, actual {candidates[0]}: "
+                                    f"use one of {_checkpoints(Path(config.output_dir))}/step_*, or 'latest'")
+    for path in candidates:
+        try:
+            state = json.loads((path / "trainer_state.json").read_text())
+            step = int(state["step"])
+            acc.load_state(str(path))
+        except (OSError, ValueError, KeyError, RuntimeError) as e:  # a torn checkpoint: fall back to the one before
+            if config.resume_from != "latest":
+                raise
+            warnings.warn(f"checkpoint {path} is not intact ({type(e).__name__}: {e}); trying the one before",
+                          stacklevel=3)
+            continue
+        if (state.get("micro_batches"), state.get("num_processes")) != (n_batches, acc.num_processes):
+            warnings.warn(f"resuming {path} with {n_batches} micro-batches on {acc.num_processes} processes, saved "
+                          f"with {state.get('micro_batches')} on {state.get('num_processes')}: the data order will "
+                          "differ from an uninterrupted run", stacklevel=3)
+        return step
+    return 0
 
 
-def _log(out: Path, step: int, metrics: dict[str, float], main: bool, echo: bool) -> dict[str, float]:
+def _log(acc: Any, out: Path, step: int, metrics: dict[str, float], config: TrainConfig) -> dict[str, float]:
     record = {"step": step, **{k: float(v) for k, v in metrics.items()}}
-    if main:
+    if config.report_to:
+        acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
+    if acc.is_main_process:
         with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-    if main and echo:
-        print(f"[swirl.train] step {step} " + " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "step"), flush=True)
+        if config.print_metrics:
+            print(f"[swirl.train] step {step} loss={record['losses/total']:.4g} lr={record['charts/lr']:.3g} "
+                  f"reward={record['charts/reward_mean']:.3g} tok/s={record['charts/tokens_per_s']:.0f}", flush=True)
     return record
 
 
-def _write_run_info(out: Path, config: TrainConfig, stats: dict[str, int], total: int) -> None:
-    import accelerate
-    import transformers
+def _write_run_info(out: Path, config: TrainConfig, stats: dict[str, int], total: int, digest: str) -> None:
+    from swirl_agents.runinfo import versions
 
-    from swirl_agents import __version__
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
     out.mkdir(parents=True, exist_ok=True)
-    info = {"config": config.to_dict(), "steps": total, "pack_stats": stats, "git_commit": commit,
-            "versions": {"swirl": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                         "accelerate": accelerate.__version__}}
-    (out / "run_info.json").write_text(json.dumps(info, indent=2))
+    info = {"config": json.loads(json.dumps(config.to_dict())), "steps": total, "pack_stats": stats,
+            "data_digest": digest, "finished": False, "versions": versions()}
+    _write_json_atomic(out / "run_info.json", info)
 
 
 def _save_final(acc: Any, config: TrainConfig, model: Any, tokenizer: Any) -> Path:

@@ -32,6 +32,8 @@ class SwirlEnv(gym.Env[str, str]):
     """Base class of every swirl environment; see :class:`swirl_env.envs.qa.SwirlQAEnv` for the docs."""
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 1}
+    task = ""
+    """What kind of task the env is: ``"qa"`` or ``"math"`` (set by each env class); nothing else should ask."""
 
     def __init__(
         self,
@@ -63,13 +65,15 @@ class SwirlEnv(gym.Env[str, str]):
         self.allowed_tags = (*self.tools, ANSWER_TAG)
         self.instructions = ctx.instructions(tuple(self.tools), max_steps)
         longest = max(len(q.question) for q in self.questions)
-        per_step = max_action_chars + max_result_chars + 64
-        bound = len(ctx.render_start(self.instructions, "")) + longest + max_steps * per_step
+        # Escaping (swirl_env.context) at most doubles a field.
+        per_step = 2 * (max_action_chars + max_result_chars) + 64
+        bound = 2 * len(ctx.render_start(self.instructions, "")) + 2 * longest + max_steps * per_step
         self.observation_space = UnicodeText(max_length=bound)
         self.action_space = UnicodeText(max_length=max_action_chars)
         self.question: Question | None = None
-        self._steps: list[tuple[str, str | None]] = []
-        self._context = ""
+        self.context: ctx.Context | None = None
+        """What the agent has seen so far (the structure behind the observation string)."""
+        self._observation = ""
         self._counts = {"tool_calls": 0, "malformed_steps": 0, "tool_errors": 0}
 
     # -- gymnasium API ---------------------------------------------------------------------
@@ -77,17 +81,17 @@ class SwirlEnv(gym.Env[str, str]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
         self.question = self.questions[self._pick(options or {})]
-        self._steps = []
-        self._context = ctx.render_start(self.instructions, self.question.question)
+        self.context = ctx.Context(self.instructions, self.question.question)
+        self._observation = self.context.render()
         self._counts = dict.fromkeys(self._counts, 0)
-        return self._context, self._info(tool="", tool_input="", error="")
+        return self._observation, self._info(text="", result=None, tool="", tool_input="", error="")
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
         if self.question is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         if not isinstance(action, str):
             raise TypeError(f"expected the action to be a str, actual {type(action).__name__}")
-        step_text = action.strip()[: self.max_action_chars]
+        step_text = ctx.safe_text(action)[: self.max_action_chars]  # kept as written: the policy is trained on exactly these tokens
         parsed = parse_action(step_text, self.allowed_tags)
         reward, terminated, answer = 0.0, False, None
         if parsed.error:
@@ -99,16 +103,17 @@ class SwirlEnv(gym.Env[str, str]):
             self._counts["tool_calls"] += 1
             result, ok = run_tool(self.tools[parsed.tag], parsed.argument, self.max_result_chars)
             self._counts["tool_errors"] += not ok
-        self._steps.append((step_text, result))
-        self._context += ctx.render_step(step_text, result)
-        truncated = not terminated and len(self._steps) >= self.max_steps
-        info = self._info(tool=parsed.tag or "", tool_input=parsed.argument, error=parsed.error or "")
+        self.context = self.context.with_step(step_text, result)
+        self._observation += "".join(self.context.pieces()[-2:])  # what this step appends to the rendering
+        truncated = not terminated and len(self.context.steps) >= self.max_steps
+        info = self._info(text=step_text, result=result, tool=parsed.tag or "", tool_input=parsed.argument,
+                          error=parsed.error or "")
         if terminated or truncated:
             info.update(self._final_info(answer))
             reward = info["score"].get(self.reward_metric, 0.0) if answer is not None else 0.0
         if self.render_mode == "human":
             print(self.render_ansi())
-        return self._context, float(reward), terminated, truncated, info
+        return self._observation, float(reward), terminated, truncated, info
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":
@@ -118,8 +123,15 @@ class SwirlEnv(gym.Env[str, str]):
         return None
 
     def render_ansi(self) -> str:
-        """The context so far, as text."""
-        return self._context
+        """The context so far for a person: the question, then each step numbered with what came back."""
+        if self.context is None:
+            return ""
+        lines = [f"Question: {self.context.question}"]
+        for i, turn in enumerate(self.context.steps, 1):
+            lines.append(f"\n[step {i}/{self.max_steps}] {turn.text}")
+            if turn.result is not None:
+                lines.append("  " + turn.result.replace("\n", "\n  "))
+        return "\n".join(lines) + "\n"
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -138,13 +150,15 @@ class SwirlEnv(gym.Env[str, str]):
             return int(options["question_index"]) % len(self.questions)
         return int(self.np_random.integers(len(self.questions)))
 
-    def _info(self, *, tool: str, tool_input: str, error: str) -> dict[str, Any]:
-        assert self.question is not None
+    def _info(self, *, text: str, result: str | None, tool: str, tool_input: str, error: str) -> dict[str, Any]:
+        assert self.question is not None and self.context is not None
         return {
             "question_id": self.question.id,
             "question": self.question.question,
-            "step": len(self._steps),
-            "messages": ctx.to_messages(self._context),
+            "step": len(self.context.steps),
+            "messages": self.context.messages(),
+            "step_text": text,
+            "result": result,
             "tool": tool,
             "tool_input": tool_input,
             "error": error,

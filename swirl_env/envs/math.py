@@ -57,6 +57,8 @@ class SwirlMathEnv(SwirlEnv):
         True
     """
 
+    task = "math"
+
     def __init__(
         self,
         dataset: str = "gsm8k",

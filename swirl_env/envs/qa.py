@@ -66,6 +66,8 @@ class SwirlQAEnv(SwirlEnv):
         True
     """
 
+    task = "qa"
+
     def __init__(
         self,
         dataset: str = "hotpotqa",

@@ -7,7 +7,7 @@ writes garbage, which is exactly what agents, envs and trainers must survive.
 
 ``scripted_model_dir``: the same model rewired to answer any context
 with :data:`SCRIPTED_STEP` (a search, then a second action it must never get to write). It is a
-bigram model wired by :func:`swirl_agents.models.script_model`: deterministic, built in milliseconds.
+bigram model wired by :func:`swirl_agents.tiny.script_model`: deterministic, built in milliseconds.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Llama + tokenizer saved once per test session (Hugging Face format)."""
-    from swirl_agents.models import make_tiny_policy
+    from swirl_agents.tiny import make_tiny_policy
 
     return make_tiny_policy(tmp_path_factory.mktemp("tiny_policy"), training_texts(), vocab_size=1024,
                             n_layer=2, n_embd=64, n_head=4, seed=0)
@@ -85,7 +85,7 @@ def scripted_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     """``tiny_model_dir`` rewired to write :data:`SCRIPTED_STEP` (then EOS) after any context."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from swirl_agents.models import script_model
+    from swirl_agents.tiny import script_model
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = script_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, SCRIPTED_STEP)

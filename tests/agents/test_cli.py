@@ -54,7 +54,7 @@ def test_generate_judge_filter_train_evaluate(tmp_path, tiny_model_dir, capsys):
                  "--max-new-tokens", "24", "--run-dir", str(ev)]) == 0
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics[0]["episodes"] == 4 and 0.0 <= metrics[0]["accuracy"] <= 1.0
-    assert "| SwirlSynthMath-v0 | 4 |" in capsys.readouterr().out
+    assert "| SwirlSynthMath-v0 | test | 4 |" in capsys.readouterr().out
 
 
 def test_bad_flag_value_is_a_clear_error(tmp_path, capsys):

@@ -12,7 +12,7 @@ import swirl_env  # noqa: F401 - registers the env ids
 from swirl_env.actions import STOP_STRINGS, parse_action, truncate_at_action
 from swirl_agents.agents.base import act_batch
 from swirl_agents.agents.hf import TransformersAgent, cut_at_stop
-from swirl_agents.models import TAG_TOKENS, build_tiny_model, train_tokenizer
+from swirl_agents.tiny import TAG_TOKENS, build_tiny_model, train_tokenizer
 from swirl_agents.prompting import render_prompt
 from tests.agents.conftest import SCRIPTED_STEP, first_step_contexts, training_texts
 from tests.conftest import require_data

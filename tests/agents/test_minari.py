@@ -11,8 +11,8 @@ import pytest
 import swirl_env  # noqa: F401  (registers the env ids)
 from swirl_agents.agents.reference import ReferenceMathAgent
 from swirl_agents.episodes import read_episodes
-from swirl_agents.minari_export import INFO_KEYS, export_minari
-from swirl_agents.react_import import import_react
+from swirl_agents.interop.minari import INFO_KEYS, export_minari
+from swirl_agents.interop.react import import_react
 from swirl_agents.rollout import generate_episodes
 from tests.conftest import require_data
 
@@ -56,5 +56,5 @@ def test_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="at least one step"):
         export_minari([], "swirl/empty-v0", data_path=tmp_path)
     monkeypatch.setitem(sys.modules, "minari", None)  # as if minari were not installed
-    with pytest.raises(ImportError, match=r'pip install "swirl\[minari\]"'):
+    with pytest.raises(ImportError, match=r'pip install "swirl-rl\[minari\]"'):
         export_minari([], "swirl/none-v0", data_path=tmp_path)

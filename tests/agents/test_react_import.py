@@ -8,7 +8,7 @@ import pytest
 
 import swirl_env  # noqa: F401  (registers the env ids)
 from swirl_agents.episodes import Episode, decompose
-from swirl_agents.react_import import ReactFormatError, env_instructions, import_react, split_react_step
+from swirl_agents.interop.react import ReactFormatError, env_instructions, import_react, split_react_step
 from swirl_env import context as ctx
 from tests.conftest import require_data
 
@@ -53,10 +53,10 @@ def test_states_rebuild_and_decompose(imported):
         for i, t in enumerate(transitions):
             assert t.state == states[i] and t.action == ep.steps[i].action
             # each state is a well-formed swirl context: it splits into messages and back unchanged
-            assert ctx.from_messages(ctx.to_messages(t.state)) == t.state
+            assert ctx.Context.parse(t.state).render() == t.state
             following = states[i + 1] if i + 1 < len(states) else ep.final_context()
             assert following == t.state + ctx.render_step(t.action, ep.steps[i].result)
-        assert ctx.from_messages(ctx.to_messages(ep.final_context())) == ep.final_context()
+        assert ctx.Context.parse(ep.final_context()) == ep.context()
         assert [t.reward for t in transitions][-1] == 1.0
 
 

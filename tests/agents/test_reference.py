@@ -9,8 +9,8 @@ import swirl_env  # noqa: F401  (registers the env ids)
 from swirl_env.actions import parse_action
 from swirl_env.context import render
 from swirl_agents.agents.reference import ReferenceMathAgent, ReferenceQAAgent, draw, read_context
-from swirl_agents.agents.reference_math import annotations, to_number
-from swirl_agents.agents.reference_qa import targets
+from swirl_agents.agents.reference.math import annotations, to_number
+from swirl_agents.agents.reference.qa import targets
 from tests.conftest import require_data
 
 N = 30

@@ -16,7 +16,8 @@ import pytest
 import swirl_env  # noqa: F401  (registers the env ids)
 from swirl_agents.agents import reference
 from swirl_agents.episodes import read_episodes
-from swirl_agents.rollout import RolloutSummary, episode_seed, generate_episodes, main
+from swirl_agents.cli import main
+from swirl_agents.rollout import RolloutSummary, episode_seed, generate_episodes
 from swirl_agents.agents.base import StepOutput
 from swirl_agents.solve import solve
 from tests.conftest import require_data
@@ -97,7 +98,7 @@ def test_episodes_do_not_depend_on_batching(gsm8k_env, tmp_path):
                for q in {k.split("/")[1] for k in runs[0]})
 
 
-def test_malformed_steps_truncation_and_stripping(gsm8k_env, tmp_path):
+def test_malformed_steps_and_truncation(gsm8k_env, tmp_path):
     class Rambler:
         name = "rambler"
 
@@ -110,7 +111,7 @@ def test_malformed_steps_truncation_and_stripping(gsm8k_env, tmp_path):
     for ep in read_episodes(out):
         assert ep.truncated and not ep.terminated and ep.answer is None and ep.reward == 0.0
         assert len(ep.steps) == gsm8k_env.unwrapped.max_steps
-        assert all(s.error and s.tool == "" and s.action.startswith("I am") and len(s.action) == cap for s in ep.steps)
+        assert all(s.error and s.tool == "" and s.action.startswith("  I am") and len(s.action) == cap for s in ep.steps)
     assert summary.malformed_steps == 2 * gsm8k_env.unwrapped.max_steps and summary.accuracy == 0.0
     assert "malformed steps" in str(summary)
 
@@ -135,9 +136,9 @@ def test_question_selection_errors(gsm8k_env, tmp_path):
 
 
 def _rollout_cmd(out: Path, n: int) -> list[str]:
-    return [sys.executable, "-m", "swirl_agents.rollout", "--env", "SwirlHotpot-v0", "--env", "SwirlGSM8K-v0",
+    return [sys.executable, "-m", "swirl_agents.cli", "generate", "--env", "SwirlHotpot-v0", "SwirlGSM8K-v0",
             "--agent", "reference-noisy", "--num-questions", str(n), "--samples", "1", "--batch-size", "8",
-            "--no-progress", "--out", str(out)]
+            "--no-progress", "--run-dir", str(out)]
 
 
 def _count_lines(path: Path) -> int:
@@ -150,10 +151,10 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_set(tmp_path):
     require_data(GSM8K)
     n = 500  # per env: 1,000 episodes over real HotpotQA and GSM8K questions (about 10 s per full run)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    clean, killed = tmp_path / "clean.jsonl", tmp_path / "killed.jsonl"
-    subprocess.run(_rollout_cmd(clean, n), check=True, env=env, cwd=REPO, capture_output=True, timeout=300)
+    clean, killed = tmp_path / "clean" / "episodes.jsonl", tmp_path / "killed" / "episodes.jsonl"
+    subprocess.run(_rollout_cmd(clean.parent, n), check=True, env=env, cwd=REPO, capture_output=True, timeout=300)
 
-    proc = subprocess.Popen(_rollout_cmd(killed, n), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_rollout_cmd(killed.parent, n), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while _count_lines(killed) < n // 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -162,7 +163,7 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_set(tmp_path):
     proc.wait()
     written_before = _count_lines(killed)
     assert 0 < written_before < 2 * n, "the kill must land midway for this test to mean anything"
-    subprocess.run(_rollout_cmd(killed, n), check=True, env=env, cwd=REPO, capture_output=True, timeout=300)
+    subprocess.run(_rollout_cmd(killed.parent, n), check=True, env=env, cwd=REPO, capture_output=True, timeout=300)
 
     clean_ids, resumed_ids = _ids(clean), _ids(killed)
     assert len(clean_ids) == 2 * n and len(set(clean_ids)) == 2 * n
@@ -174,14 +175,14 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_set(tmp_path):
 
 def test_cli_runs_two_envs_into_one_file(tmp_path, capsys):
     require_data(GSM8K)
-    out = tmp_path / "e.jsonl"
-    assert main(["--env", "SwirlGSM8K-v0", "--env", "SwirlSynthMath-v0", "--num-questions", "3", "--no-progress",
-                 "--out", str(out)]) == 0
+    out = tmp_path / "episodes.jsonl"
+    assert main(["generate", "--env", "SwirlGSM8K-v0", "SwirlSynthMath-v0", "--num-questions", "3", "--no-progress",
+                 "--run-dir", str(tmp_path)]) == 0
     ids = _ids(out)
     assert len(ids) == 6 and {i.split("/")[0] for i in ids} == {"SwirlGSM8K-v0", "SwirlSynthMath-v0"}
-    assert "episodes written" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="openai:URL:MODEL"):
-        main(["--env", "SwirlSynthMath-v0", "--agent", "gpt", "--out", str(out)])
+    assert "episodes written" in capsys.readouterr().out
+    assert main(["generate", "--env", "SwirlSynthMath-v0", "--agent", "gpt", "--run-dir", str(tmp_path / "x")]) == 2
+    assert "openai:URL:MODEL" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_summary_table():
@@ -233,8 +234,8 @@ def test_a_batched_language_model_agent(scripted_model_dir, tmp_path):
 
     agent = TransformersAgent(scripted_model_dir, max_new_tokens=40, do_sample=False)
     calls = []
-    batch = agent.act_batch
-    agent.act_batch = lambda obs: calls.append(len(obs)) or batch(obs)
+    batch = agent.step_batch
+    agent.step_batch = lambda obs: calls.append(len(obs)) or batch(obs)
     out = tmp_path / "e.jsonl"
     summary = generate_episodes("SwirlSynthQA-v0", agent, out=out, num_questions=3, env_kwargs={"max_steps": 2},
                                 batch_size=3, progress=False)
@@ -244,3 +245,6 @@ def test_a_batched_language_model_agent(scripted_model_dir, tmp_path):
         # generation stopped after the first action: the second one the model wrote never reached the env
         assert [s.action for s in ep.steps] == ["Lookup:<search_query>capital city</search_query>"] * 2
         assert all(s.result and s.meta == {} for s in ep.steps)
+        # the ids the policy sampled are recorded, with its tokenizer's fingerprint
+        assert all(agent.tokenizer.decode(list(s.token_ids)) == s.action and s.tokenizer == agent.fingerprint
+                   for s in ep.steps)

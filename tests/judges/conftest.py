@@ -11,7 +11,7 @@ import gymnasium as gym
 import pytest
 
 import swirl_env  # noqa: F401 - registers the env ids
-from swirl_agents.agents.reference_math import ReferenceMathAgent
+from swirl_agents.agents.reference.math import ReferenceMathAgent
 from swirl_agents.episodes import read_episodes
 from swirl_agents.rollout import generate_episodes
 from tests.agents.conftest import tiny_model_dir  # noqa: F401 - re-exported fixture

@@ -9,7 +9,7 @@ from swirl_agents.judges import (
     BAD, GOOD, CachedJudge, Judgment, JudgmentCache, LLMJudge, ReferenceMathJudge, judge_episodes,
 )
 from swirl_agents.judges.base import digest
-from swirl_agents.judges.llm import PROMPT_V1
+from swirl_agents.judges.llm import PROMPT_V2
 
 
 class CountingGenerator:
@@ -70,7 +70,7 @@ def test_another_judge_version_or_id_does_not_hit(gsm8k_episodes, tmp_path):
     cache = JudgmentCache(tmp_path / "judgments.sqlite")
     judge_episodes(episodes, CachedJudge(LLMJudge(counter, max_new_tokens=6), cache))
 
-    stricter = LLMJudge(counter, max_new_tokens=6, prompt=PROMPT_V1 + "\nBe strict.")
+    stricter = LLMJudge(counter, max_new_tokens=6, prompt=PROMPT_V2 + "\nBe strict.")
     before = counter.prompts
     rerun = CachedJudge(stricter, cache)
     judged = judge_episodes(episodes, rerun)

@@ -7,7 +7,7 @@ import pytest
 from swirl_agents.agents.hf import TransformersAgent
 from swirl_agents.agents.openai_compat import OpenAICompatAgent
 from swirl_agents.judges import BAD, GOOD, LABELS, UNPARSEABLE, LLMJudge, judge_episodes, parse_verdict
-from swirl_agents.judges.llm import PROMPT_V1
+from swirl_agents.judges.llm import PROMPT_V2
 from swirl_agents.serve import serve
 
 # --- parse_verdict ------------------------------------------------------------------------------
@@ -64,11 +64,11 @@ def test_prompt_holds_state_and_action_and_version_follows_prompt():
     judge = LLMJudge(gen, max_new_tokens=17)
     j = judge.judge("Solve it.\n\nQuestion: 2+2?\n\n", "Add. <math_exp>2+2</math_exp>")
     (prompts, max_new), = gen.calls
-    assert max_new == 17 and "Question: 2+2?" in prompts[0] and "<math_exp>2+2</math_exp>" in prompts[0]
+    assert max_new == 17 and "2+2?" in prompts[0] and "<math_exp>2+2</math_exp>" in prompts[0]
     assert (j.label, j.score, j.rationale, j.judge_id) == (GOOD, 1.0, "Fine.\nVerdict: GOOD", "llm:echo")
     assert j.judge_version == judge.version and judge.version.startswith("prompt-")
     assert LLMJudge(gen).version == judge.version
-    assert LLMJudge(gen, prompt=PROMPT_V1 + "\nBe strict.").version != judge.version
+    assert LLMJudge(gen, prompt=PROMPT_V2 + "\nBe strict.").version != judge.version
 
 
 def test_chat_mode_sends_one_user_message():
@@ -104,7 +104,7 @@ def scripted_judge_dirs(tiny_model_dir, tmp_path_factory):
     """The tiny model rewired to always approve, and to always reject: {label: model folder}."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from swirl_agents.models import script_model
+    from swirl_agents.tiny import script_model
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     out = {}

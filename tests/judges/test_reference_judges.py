@@ -14,8 +14,8 @@ from swirl_env.data import load_questions
 from swirl_env.data.synth import synth_questions
 from swirl_env.scoring import normalize_answer, qa_scores
 from swirl_env.tools.calculator import evaluate
-from swirl_agents.agents.reference_math import ReferenceMathAgent
-from swirl_agents.agents.reference_qa import ReferenceQAAgent
+from swirl_agents.agents.reference.math import ReferenceMathAgent
+from swirl_agents.agents.reference.qa import ReferenceQAAgent
 from swirl_agents.episodes import Episode, Step, read_episodes
 from swirl_agents.judges import (
     BAD, GOOD, Judgment, OutcomeJudge, ReferenceMathJudge, ReferenceQAJudge, judge_episodes,

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from swirl_agents.episodes import Transition
+from swirl_agents.episodes import Episode, Step, Transition, decompose
 from swirl_env import context as ctx
 from tests.conftest import require_data
 
@@ -20,15 +20,19 @@ ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
 INSTRUCTIONS = ctx.instructions(("math_exp",), 10)
 
 
+def make_episode(episode_id: str, question: str, steps: list[tuple[str, str | None]],
+                 instructions: str = INSTRUCTIONS, token_ids: list | None = None, tokenizer: str = "") -> Episode:
+    """An episode whose steps are ``[(action, result or None), ...]`` (optionally with sampled ids per step)."""
+    ids = token_ids or [None] * len(steps)
+    recorded = tuple(Step(a, "", "", r, token_ids=i, tokenizer=tokenizer if i else "") for (a, r), i in zip(steps, ids))
+    return Episode(episode_id, episode_id, "SwirlGSM8K-v0", "test", 0, question, instructions, recorded, None, {},
+                   1.0, True, False)
+
+
 def episode_transitions(episode_id: str, question: str, steps: list[tuple[str, str | None]],
                         rewards: list[float] | None = None, instructions: str = INSTRUCTIONS) -> list[Transition]:
     """The transitions of an episode whose steps are ``[(action, result or None), ...]``."""
-    rewards = rewards or [1.0] * len(steps)
-    out, state = [], ctx.render_start(instructions, question)
-    for i, ((action, result), reward) in enumerate(zip(steps, rewards)):
-        out.append(Transition(state, action, reward, episode_id, i))
-        state += ctx.render_step(action, result)
-    return out
+    return decompose(make_episode(episode_id, question, steps, instructions), rewards or [1.0] * len(steps))
 
 
 def gsm8k_steps(solution: str, answer: str) -> list[tuple[str, str | None]]:
@@ -66,7 +70,7 @@ def gsm8k_episodes() -> list[Transition]:
 @pytest.fixture(scope="session")
 def tiny_tokenizer(gsm8k_episodes):
     """A byte-level BPE tokenizer trained on the episodes' final contexts (no download)."""
-    from swirl_agents.models import train_tokenizer
+    from swirl_agents.tiny import train_tokenizer
 
     texts = [t.state + t.action for t in gsm8k_episodes]
     return train_tokenizer(texts * 3, vocab_size=600)
@@ -74,6 +78,6 @@ def tiny_tokenizer(gsm8k_episodes):
 
 def tiny_model(tokenizer, seed: int = 0):
     """A float32 2-layer Llama, dropout off (the default), built from a config."""
-    from swirl_agents.models import build_tiny_model
+    from swirl_agents.tiny import build_tiny_model
 
     return build_tiny_model(tokenizer, n_layer=2, n_embd=64, n_head=4, max_position_embeddings=2048, seed=seed)

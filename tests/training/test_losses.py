@@ -8,14 +8,18 @@ import pytest
 import torch
 
 from swirl_agents.training.data import collate, pack_transitions
-from swirl_agents.training.losses import (apply_baseline, count_units, kl_penalty, stepwise_pg_loss,
-                                          token_logprobs)
+from swirl_agents.training.losses import apply_baseline, count_units, kl_penalty, stepwise_pg_loss
 from swirl_agents.training.trainer import policy_logprobs
 from tests.training.conftest import tiny_model
 
 LOGP = torch.log(torch.tensor([[0.5, 0.5, 0.25, 1.0, 0.1], [0.2, 0.4, 0.8, 0.5, 0.5]]))
 IDS = torch.tensor([[-1, 0, 0, 1, -1], [-1, -1, 2, 2, 2]])
 REWARDS = torch.tensor([[7.0, 1.0, 1.0, -1.0, 7.0], [0.0, 0.0, 2.0, 2.0, 2.0]])
+
+
+def token_logprobs(logits, input_ids):
+    """(B, T-1) log-probability of each next token, computed the plain way."""
+    return torch.gather(torch.log_softmax(logits[:, :-1].float(), -1), -1, input_ids[:, 1:, None]).squeeze(-1)
 
 
 def test_token_normalisation_is_paper_objective_over_action_tokens():

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _config(tmp_path, **kw) -> TrainConfig:
     defaults = dict(output_dir=str(tmp_path / "run"), learning_rate=1e-3, max_steps=2, max_tokens_per_batch=2048,
-                    save_final=False, print_metrics=False)
+                    save_final=False, print_metrics=False, progress=False)
     return TrainConfig(**{**defaults, **kw})
 
 
@@ -116,15 +116,63 @@ def _run(tmp_path, transitions, tokenizer, **kw):
     return _params(model)
 
 
-def test_resume_is_exact(tmp_path, gsm8k_episodes, tiny_tokenizer):
+def _interrupted_at(step, monkeypatch):
+    """Make optimizer step ``step`` raise KeyboardInterrupt, as Ctrl-C would."""
+    from swirl_agents.training import trainer
+
+    calls, real = [], trainer.optimize_step
+
+    def optimize_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "optimize_step", optimize_step)
+    return lambda: monkeypatch.setattr(trainer, "optimize_step", real)
+
+
+def test_a_rerun_after_ctrl_c_resumes_exactly_and_logs_each_step_once(tmp_path, gsm8k_episodes, tiny_tokenizer,
+                                                                        monkeypatch):
     # Warmup spans the interruption: a resumed run that lost the scheduler's state would use other rates.
-    straight = _run(tmp_path / "a", gsm8k_episodes, tiny_tokenizer, max_steps=4, save_every=2)
-    _run(tmp_path / "b", gsm8k_episodes, tiny_tokenizer, max_steps=2, save_every=2)
-    resumed = _run(tmp_path / "b", gsm8k_episodes, tiny_tokenizer, max_steps=4, resume_from="latest")
+    straight = _run(tmp_path / "a", gsm8k_episodes, tiny_tokenizer, max_steps=4, save_every=2, log_every=1)
+    restore = _interrupted_at(3, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", gsm8k_episodes, tiny_tokenizer, max_steps=4, save_every=2, log_every=1)
+    restore()
+    assert [json.loads(x)["step"] for x in (tmp_path / "b/run/metrics.jsonl").read_text().splitlines()] == [1, 2]
+    resumed = _run(tmp_path / "b", gsm8k_episodes, tiny_tokenizer, max_steps=4, save_every=2, log_every=1)
     for name, p in straight.items():
         assert torch.allclose(p, resumed[name], atol=1e-6, rtol=0), name
+    steps = [json.loads(x)["step"] for x in (tmp_path / "b/run/metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # the resumed log holds each step once
     two_steps = _run(tmp_path / "c", gsm8k_episodes, tiny_tokenizer, max_steps=2)
     assert any(not torch.equal(p, straight[n]) for n, p in two_steps.items())
+
+
+def test_a_torn_newest_checkpoint_falls_back_to_the_one_before(tmp_path, gsm8k_episodes, tiny_tokenizer, monkeypatch):
+    straight = _run(tmp_path / "a", gsm8k_episodes, tiny_tokenizer, max_steps=4, save_every=1)
+    restore = _interrupted_at(4, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", gsm8k_episodes, tiny_tokenizer, max_steps=4, save_every=1)
+    restore()
+    newest = tmp_path / "b/run/checkpoints/step_00000003"
+    (newest / "trainer_state.json").write_text('{"step": ')  # torn by a crash
+    with pytest.warns(UserWarning, match="not intact"):
+        resumed = _run(tmp_path / "b", gsm8k_episodes, tiny_tokenizer, max_steps=4, save_every=1)
+    for name, p in straight.items():
+        assert torch.allclose(p, resumed[name], atol=1e-6, rtol=0), name
+
+
+def test_a_finished_run_is_reused_and_a_changed_one_refused(tmp_path, gsm8k_episodes, tiny_tokenizer):
+    first = train(_config(tmp_path), gsm8k_episodes, model=tiny_model(tiny_tokenizer), tokenizer=tiny_tokenizer)
+    again = train(_config(tmp_path), gsm8k_episodes, model=tiny_model(tiny_tokenizer), tokenizer=tiny_tokenizer)
+    assert again.steps == first.steps and again.metrics == first.metrics
+    with pytest.raises(ValueError, match="other settings \\['learning_rate'\\]"):
+        train(_config(tmp_path, learning_rate=0.5), gsm8k_episodes, model=tiny_model(tiny_tokenizer),
+              tokenizer=tiny_tokenizer)
+    with pytest.raises(ValueError, match="other training data"):
+        train(_config(tmp_path), gsm8k_episodes[:3], model=tiny_model(tiny_tokenizer), tokenizer=tiny_tokenizer)
 
 
 @pytest.mark.parametrize("normalize", ["token", "action", "sequence"])

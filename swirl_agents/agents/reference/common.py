@@ -6,10 +6,10 @@ one step at a time, so realistic multi-step trajectories exist without a large m
 ``mistake_rate > 0`` it injects mistakes of known kinds, and says so: the judges' benchmark uses
 the injected mistakes as ground-truth labels of BAD steps.
 
-- :class:`~swirl_agents.agents.reference_qa.ReferenceQAAgent`: search for each supporting
+- :class:`~swirl_agents.agents.reference.qa.ReferenceQAAgent`: search for each supporting
   article (or sub-question) in order, retry a query once when the article did not come back,
   then answer. Mistakes: ``off_target_query``, ``premature_answer``, ``wrong_answer``.
-- :class:`~swirl_agents.agents.reference_math.ReferenceMathAgent`: one ``<math_exp>`` per
+- :class:`~swirl_agents.agents.reference.math.ReferenceMathAgent`: one ``<math_exp>`` per
   annotation, then the answer. Mistakes: ``wrong_expression``, ``premature_answer``,
   ``wrong_answer``.
 
@@ -57,12 +57,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swirl_env import context as ctx
+from swirl_env.context import Context
 from swirl_env.actions import Action, parse_action
 from swirl_env.data.types import Question
 from swirl_agents.agents.base import StepOutput
 
-__all__ = ["ReferenceAgent", "ReferenceMathAgent", "ReferenceQAAgent", "PastStep", "draw", "read_context"]
+__all__ = ["PastStep", "ReferenceAgent", "Turn", "draw", "pick", "read_context"]
 
 _MAX_STEPS = re.compile(r"at most (\d+) steps")
 
@@ -84,22 +84,15 @@ def read_context(observation: str) -> tuple[str, list[PastStep], int | None]:
     """Split a canonical context into (question text, past steps, step limit if the prompt states it).
 
     Example:
-        >>> obs = ctx.render("You have at most 5 steps.", "Who?", [("<search_query>x</search_query>", "x: y")])
+        >>> obs = Context("You have at most 5 steps.", "Who?").with_step("<search_query>x</search_query>", "x: y").render()
         >>> question, steps, limit = read_context(obs)
         >>> question, steps[0].action.argument, steps[0].result, limit
         ('Who?', 'x', 'x: y', 5)
     """
-    messages = ctx.to_messages(observation)
-    question = messages[1]["content"].removeprefix(ctx.QUESTION_PREFIX)
-    steps = []
-    for i in range(2, len(messages), 2):
-        text = messages[i]["content"]
-        result = messages[i + 1]["content"] if i + 1 < len(messages) else None
-        if result is not None:
-            result = result.removeprefix(ctx.RESULT_OPEN).removesuffix(ctx.RESULT_CLOSE)
-        steps.append(PastStep(text, parse_action(text), result))
-    found = _MAX_STEPS.search(messages[0]["content"])
-    return question, steps, int(found.group(1)) if found else None
+    context = Context.parse(observation)
+    steps = [PastStep(t.text, parse_action(t.text), t.result) for t in context.steps]
+    found = _MAX_STEPS.search(context.instructions)
+    return context.question, steps, int(found.group(1)) if found else None
 
 
 def draw(seed: int, question_id: str, step: int, purpose: str) -> float:
@@ -172,7 +165,7 @@ class ReferenceAgent:
 
         Example:
             >>> from swirl_env.data.types import Question
-            >>> from swirl_agents.agents.reference_math import ReferenceMathAgent
+            >>> from swirl_agents.agents.reference import ReferenceMathAgent
             >>> a = ReferenceMathAgent([Question("m", "1+1?", ("2",), "gsm8k", solution="<<1+1=2>>2")])
             >>> a.with_seed(3).seed, a.seed
             (3, 0)
@@ -192,7 +185,7 @@ class ReferenceAgent:
     def step(self, observation: str) -> StepOutput:
         """The next step and its annotation (``mistake``, ``intent``, ...) for ``Step.meta``."""
         question_text, steps, max_steps = read_context(observation)
-        question = self.find_question(question_text, observation)
+        question = self.find_question(question_text)
         turn = self.next_turn(question, steps, max_steps or self.DEFAULT_MAX_STEPS)
         return StepOutput(turn.render(), turn.meta)
 
@@ -201,15 +194,11 @@ class ReferenceAgent:
 
     # -- helpers for subclasses ----------------------------------------------------------------
 
-    def find_question(self, text: str, observation: str) -> Question:
+    def find_question(self, text: str) -> Question:
         """The known question whose text is ``text``; a clear ValueError for an unknown one."""
         found = self._by_text.get(text)
         if found is not None:
             return found
-        # A question text containing a blank line is cut short by to_messages: match on the context.
-        for q in self._by_text.values():
-            if f"{ctx.QUESTION_PREFIX}{q.question}\n\n" in observation:
-                return q
         raise ValueError(
             f"expected a question this {type(self).__name__} was built with ({len(self._by_text)} questions), "
             f"actual {text[:80]!r}; build the agent with the env's questions, e.g. "
@@ -241,16 +230,3 @@ class ReferenceAgent:
 
     def next_turn(self, question: Question, steps: list[PastStep], max_steps: int) -> Turn:
         raise NotImplementedError
-
-
-def __getattr__(name: str) -> Any:
-    # The concrete agents live in their own modules, which import this one: load them lazily.
-    if name == "ReferenceQAAgent":
-        from swirl_agents.agents.reference_qa import ReferenceQAAgent
-
-        return ReferenceQAAgent
-    if name == "ReferenceMathAgent":
-        from swirl_agents.agents.reference_math import ReferenceMathAgent
-
-        return ReferenceMathAgent
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

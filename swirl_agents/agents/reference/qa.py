@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from swirl_env.data.types import Question
 from swirl_env.scoring import normalize_answer, qa_scores
 from swirl_env.tools.bm25 import STOPWORDS
-from swirl_agents.agents.reference import PastStep, ReferenceAgent, Turn, pick
+from swirl_agents.agents.reference.common import PastStep, ReferenceAgent, Turn, pick
 
 _REFERENCE = re.compile(r"#(\d+)")
 _SPAN = re.compile(r"[A-Z][\w'’&.\-]*(?:\s+(?:(?:of|the|de|la|le|von|van|der|for)\s+)*[A-Z0-9][\w'’&.\-]*)*")

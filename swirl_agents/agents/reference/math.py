@@ -26,7 +26,7 @@ from fractions import Fraction
 from swirl_env.data.types import Question
 from swirl_env.tools.base import ToolError
 from swirl_env.tools.calculator import evaluate
-from swirl_agents.agents.reference import PastStep, ReferenceAgent, Turn
+from swirl_agents.agents.reference.common import PastStep, ReferenceAgent, Turn
 
 ANNOTATION = re.compile(r"<<([^<>]*)>>")
 _STATED = re.compile(r"(\s*=\s*\$?\s*)?<<([^<>]*)>>(\s*\$?-?\d[\d,]*(?:\.\d+)?%?)?")

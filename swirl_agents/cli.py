@@ -288,7 +288,15 @@ def _config_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+def _defaults(command: str, cls: type, argv: Sequence[str]) -> object | None:
+    """The defaults shown and used: ``swirl pipeline --model X`` starts from the real-model recipe."""
+    if command != "pipeline" or "--model" not in argv or argv.index("--model") + 1 >= len(argv):
+        return None
+    model = argv[argv.index("--model") + 1]
+    return cls.for_model(model) if model else None
+
+
+def build_parser(command: str | None = None, argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``swirl`` parser; with ``command``, only that subcommand's flags are built (fast ``--help``)."""
     from swirl_agents import __version__
 
@@ -304,7 +312,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=doc, description=doc)
         if name == "train":
             p.add_argument("--transitions", required=True, help="transitions JSONL written by `swirl filter`")
-        add_dataclass_arguments(p, cls)
+        add_dataclass_arguments(p, cls, defaults=_defaults(name, cls, argv or []))
         p.set_defaults(config_cls=cls)
     return parser
 
@@ -317,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
     try:
-        args = build_parser(command).parse_args(argv)
+        args = build_parser(command, argv).parse_args(argv)
         config = from_namespace(args.config_cls, args)
     except (TypeError, ValueError) as e:
         print(f"swirl {command or ''}: {e}", file=sys.stderr)

@@ -233,6 +233,25 @@ def buffer_cache(keys: list[Any], values: list[Any], filled: int) -> Any:
     return cache
 
 
+@functools.cache
+def cache_argument(model_class: type) -> str:
+    """The keyword a model's ``forward`` takes its KV cache by: ``cache`` in newer transformers, else
+    ``past_key_values`` (the old name, which newer versions warn about and will drop)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def with_cache(model: Any, cache: Any) -> dict[str, Any]:
+    """``{name: cache}`` for ``model(**...)``, under the name this transformers version uses."""
+    return {cache_argument(type(model)): cache}
+
+
+def returned_cache(output: Any) -> Any:
+    """The KV cache a forward pass returned, read by the name this transformers version uses."""
+    return output["cache"] if "cache" in output else output["past_key_values"]
+
+
 def kv_layout(model: Any) -> list[tuple[int, int]] | None:
     """Each layer's (KV heads, head size); ``None`` if the cache is not a plain :class:`~transformers.DynamicCache`.
 
@@ -244,8 +263,8 @@ def kv_layout(model: Any) -> list[tuple[int, int]] | None:
     from transformers.cache_utils import DynamicLayer
 
     with torch.inference_mode():
-        cache = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=model.device), use_cache=True,
-                      logits_to_keep=1).past_key_values
+        cache = returned_cache(model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=model.device),
+                                     use_cache=True, logits_to_keep=1))
     if not isinstance(cache, DynamicCache) or any(type(layer) is not DynamicLayer for layer in cache.layers):
         return None
     return [(layer.keys.shape[1], layer.keys.shape[-1]) for layer in cache.layers]

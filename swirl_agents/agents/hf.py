@@ -32,7 +32,7 @@ from swirl_env.actions import STOP_STRINGS
 from swirl_env.context import Context
 from swirl_agents.agents.base import StepOutput
 from swirl_agents.agents.decoding import (CachedContext, PrefixCache, StopStrings, buffer_cache, kv_layout,
-                                          prefill_runs, sample_tokens)
+                                          prefill_runs, returned_cache, sample_tokens, with_cache)
 from swirl_agents.prompting import (decode_exact, encode_prompt, encode_text, has_chat_template, prompt_pieces,
                                     tokenizer_fingerprint)
 
@@ -387,7 +387,7 @@ class TransformersAgent:
 
         if self._layout is None:  # the model's own cache: one padded pass over the whole prompts
             out = self._prefill_run(batch, range(len(batch.ids)), batch.width, None, pad)
-            return out.past_key_values, out.logits[:, -1], [0] * len(batch.ids)
+            return returned_cache(out), out.logits[:, -1], [0] * len(batch.ids)
         mode = self.prefill
         if mode == "auto":
             mode = "similar" if self.model.device.type == "cpu" else "batch"
@@ -442,8 +442,8 @@ class TransformersAgent:
         lengths = torch.tensor([len(x) for x in rows], device=device)
         positions = (torch.arange(longest - span, longest, device=device) - (longest - lengths)[:, None]).clamp_(min=0)
         mask = None if all(len(x) == longest for x in rows) else pad[run.start : run.stop, start : batch.width]
-        return self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                          use_cache=True, logits_to_keep=1)
+        return self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                          logits_to_keep=1, **with_cache(self.model, cache))
 
     def _picker(self, settings: dict, seed: int | None) -> Callable[[Any], Any]:
         """The next-token rule: argmax, or a seeded sample (see :func:`sample_tokens`)."""
@@ -508,7 +508,7 @@ class TransformersAgent:
                 mask = None if mask is None else mask[stay]
             out = self.model(input_ids=tokens[live, step : step + 1], position_ids=positions + step,
                              attention_mask=None if mask is None else mask[..., : width + step + 1],
-                             past_key_values=cache, use_cache=True)
+                             use_cache=True, **with_cache(self.model, cache))
             logits = out.logits[:, -1]
         if remember:
             self._remember(batch, cache, live.tolist(), list(range(len(live))), tokens, kept, step)

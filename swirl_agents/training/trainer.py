@@ -336,7 +336,32 @@ def _quiet_padding_warning() -> None:
         log.addFilter(_PaddingWarningFilter())
 
 
+def freeze_all_but_last_layers(model: Any, n: int) -> None:
+    """Leave only the last ``n`` transformer blocks and the final norm trainable (``n=0``: change nothing)."""
+    if not n:
+        return
+    blocks = _blocks(model)
+    if blocks is None or n > len(blocks):
+        raise ValueError(f"expected trainable_layers <= the model's {len(blocks) if blocks else '?'} blocks, actual {n}")
+    model.requires_grad_(False)
+    for block in blocks[len(blocks) - n:]:
+        block.requires_grad_(True)
+    inner = getattr(model, model.base_model_prefix, model)
+    for name in ("norm", "ln_f", "final_layernorm"):
+        if hasattr(inner, name):
+            getattr(inner, name).requires_grad_(True)
+
+
+def _blocks(model: Any) -> Any:
+    inner = getattr(model, model.base_model_prefix, model)
+    for name in ("layers", "h", "blocks"):
+        if hasattr(inner, name):
+            return getattr(inner, name)
+    return None
+
+
 def _trainable(config: TrainConfig, model: Any) -> Any:
+    freeze_all_but_last_layers(model, config.trainable_layers)
     if config.gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # newer transformers; the old name is deprecated
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

@@ -271,8 +271,17 @@ def _beside(episodes: str, name: str) -> str:
     return str(Path(episodes).with_name(name))
 
 
+def cmd_compare(c) -> int:
+    from swirl_agents.pipeline.compare import run_comparison
+
+    results = run_comparison(c)
+    print((Path(c.run_dir) / "report.md").read_text())
+    return 0 if results else 1
+
+
 COMMANDS = {
     "pipeline": ("swirl_agents.pipeline.config", "PipelineConfig", cmd_pipeline),
+    "compare": ("swirl_agents.pipeline.compare", "CompareConfig", cmd_compare),
     "generate": (__name__, "GenerateConfig", cmd_generate),
     "judge": (__name__, "JudgeConfig", cmd_judge),
     "filter": (__name__, "FilterConfig", cmd_filter),
@@ -289,11 +298,15 @@ def _config_class(name: str) -> type:
 
 
 def _defaults(command: str, cls: type, argv: Sequence[str]) -> object | None:
-    """The defaults shown and used: ``swirl pipeline --model X`` starts from the real-model recipe."""
-    if command != "pipeline" or "--model" not in argv or argv.index("--model") + 1 >= len(argv):
+    """The defaults shown and used: ``swirl pipeline --model X`` (and ``compare``) start from the real-model recipe."""
+    if command not in ("pipeline", "compare") or "--model" not in argv or argv.index("--model") + 1 >= len(argv):
         return None
     model = argv[argv.index("--model") + 1]
-    return cls.for_model(model) if model else None
+    if not model:
+        return None
+    from swirl_agents.pipeline.config import PipelineConfig
+
+    return PipelineConfig.for_model(model) if command == "pipeline" else cls(pipeline=PipelineConfig.for_model(model))
 
 
 def build_parser(command: str | None = None, argv: Sequence[str] | None = None) -> argparse.ArgumentParser:

@@ -64,6 +64,11 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, defau
             continue
         tp, optional = _unwrap(hints[f.name])
         default = _default(f, defaults)
+        if dataclasses.is_dataclass(tp) and f.metadata.get("flatten"):
+            # The held config's flags without a prefix (``swirl compare --envs``), minus what the holder sets itself.
+            own = {g.name for g in dataclasses.fields(cls)} | set(f.metadata.get("hide", ()))
+            _add_flattened(parser, tp, default, prefix, target, skip=own)
+            continue
         if dataclasses.is_dataclass(tp):
             nested.append((f, tp, default))
             continue
@@ -89,6 +94,20 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, defau
         add_dataclass_arguments(parser, tp, defaults=default, prefix=f"{prefix}{f.name}.", container=group)
 
 
+def _add_flattened(parser: argparse.ArgumentParser, cls: type, defaults: Any, prefix: str, target: Any,
+                   skip: set[str]) -> None:
+    """Add ``cls``'s flags at the holder's level, leaving out the fields named in ``skip``."""
+    sub = argparse.ArgumentParser(add_help=False)
+    add_dataclass_arguments(sub, cls, defaults=defaults, prefix=prefix)
+    for group in sub._action_groups:  # re-home the flags (and nested groups) onto the holder's parser
+        dest = target if group.title in ("positional arguments", "options", "optional arguments") else \
+            parser.add_argument_group(group.title, group.description)
+        for action in group._group_actions:
+            if action.dest.split("__")[0] in skip and "__" not in action.dest:
+                continue
+            dest._add_action(action)
+
+
 def from_namespace(cls: type[T], ns: argparse.Namespace, *, defaults: Any = None, prefix: str = "") -> T:
     """Build ``cls`` from the parsed flags (lists become tuples where the field is a tuple; nested configs recursively)."""
     hints = typing.get_type_hints(cls)
@@ -97,6 +116,12 @@ def from_namespace(cls: type[T], ns: argparse.Namespace, *, defaults: Any = None
         if not f.init:
             continue
         tp, _ = _unwrap(hints[f.name])
+        if dataclasses.is_dataclass(tp) and f.metadata.get("flatten"):
+            held = _default(f, defaults)
+            skip = {g.name for g in dataclasses.fields(cls)} | set(f.metadata.get("hide", ()))
+            inner = from_namespace(tp, ns, defaults=held, prefix=prefix)
+            values[f.name] = dataclasses.replace(inner, **{k: getattr(held, k) for k in skip if hasattr(held, k)})
+            continue
         if dataclasses.is_dataclass(tp):
             values[f.name] = from_namespace(tp, ns, defaults=_default(f, defaults), prefix=f"{prefix}{f.name}.")
             continue

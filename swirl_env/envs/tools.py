@@ -29,7 +29,7 @@ def _search_tool(dataset: str, questions: Sequence[Question], corpus: str | os.P
     from swirl_env.data.corpus import default_corpus_path, passages_from_questions
     from swirl_env.tools.search import get_search
 
-    if corpus is None and dataset == "synthqa":
+    if corpus is None and dataset in ("synthqa", "synthmath"):  # the built-in world has its own corpus
         from swirl_env.data.synth import synth_passages
 
         return get_search(passages=synth_passages(), top_k=top_k)

@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from swirl_agents.pipeline import PipelineConfig, run_pipeline, versions
+from swirl_agents.pipeline import PipelineConfig, run_pipeline
+from swirl_agents.runinfo import versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("accuracy", "process_label_accuracy", "answered", "malformed_rate")

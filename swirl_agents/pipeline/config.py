@@ -62,6 +62,9 @@ class RecipeConfig:
     """Previous-token heads (layer 0) and induction heads (layer 1) wired in at initialisation; 0: plain random init."""
     max_positions: int = 2048
     """Longest sequence the tiny model handles, in tokens (a whole episode must fit)."""
+    entity_tokens: int = 20000
+    """Titles of the search corpus (entity names) that become single tokens, at most this many; 0: none. Copying a
+    name from a search result into the next query is then copying one token, which a 2-layer model does well."""
 
 
 def default_sft() -> TrainConfig:

@@ -46,31 +46,32 @@ MAX_CORPUS_TEXTS = 20000
 """Search-corpus passages the tiny tokenizer sees at most (beyond this the vocabulary barely changes)."""
 
 
-def corpus_texts(env: gym.Env, limit: int = MAX_CORPUS_TEXTS) -> list[str]:
-    """Up to ``limit`` passages of ``env``'s search corpus as ``title: text`` (none without search)."""
+def corpus_passages(env: gym.Env, limit: int = MAX_CORPUS_TEXTS) -> list[Any]:
+    """Up to ``limit`` passages of ``env``'s search corpus (none without search)."""
     search = env.unwrapped.tools.get("search_query")
     passages = getattr(search, "passages", None) or ()
-    return [f"{p.title}: {p.text}" for p in (passages[i] for i in range(min(len(passages), limit)))]
+    return [passages[i] for i in range(min(len(passages), limit))]
 
 
-def reference_episodes(out: Path, config: PipelineConfig) -> tuple[Path, list[str]]:
-    """The warm start's reference episodes (resumable) and the search corpora's texts."""
+def reference_episodes(out: Path, config: PipelineConfig) -> tuple[Path, list[Any]]:
+    """The warm start's reference episodes (resumable) and the search corpora's passages."""
     path, corpus = out / "reference.jsonl", []
     for env_id in config.envs:
         env = gym.make(env_id, split=config.train_split, **env_kwargs_for(env_id, config.env_kwargs))
         agent = make_agent("reference", env, mistake_rate=config.warm_start_mistake_rate, seed=config.seed)
         generate_episodes(env, agent, out=path, num_questions=config.warm_start_questions, batch_size=64,
                           seed=config.seed, progress=config.progress)
-        corpus += corpus_texts(env)
+        corpus += corpus_passages(env)
     return path, corpus
 
 
-def tiny_model(config: PipelineConfig, texts: list[str]) -> tuple[Any, Any]:
-    """The tiny tokenizer and model of the recipe (``config.recipe``), fitted on ``texts``."""
+def tiny_model(config: PipelineConfig, texts: list[str], names: list[str] = ()) -> tuple[Any, Any]:
+    """The tiny tokenizer and model of the recipe (``config.recipe``), fitted on ``texts``, ``names`` single tokens."""
     from swirl_agents.tiny import build_tiny_model, train_tokenizer
 
     r = config.recipe
-    tokenizer = train_tokenizer(texts, r.vocab_size, numbers=r.max_number, isolate_newlines=True)
+    tokenizer = train_tokenizer(texts, r.vocab_size, numbers=r.max_number, isolate_newlines=True,
+                                words=list(dict.fromkeys(names))[: r.entity_tokens])
     model = build_tiny_model(tokenizer, arch="gpt2", n_layer=r.n_layer, n_embd=r.n_embd, n_head=r.n_head,
                              copy_heads=r.copy_heads, max_position_embeddings=r.max_positions, seed=config.seed)
     return model, tokenizer
@@ -96,7 +97,8 @@ def build_base_policy(out_dir: str | Path, config: PipelineConfig) -> Path:
     reference_seconds = time.perf_counter() - start
     model = tokenizer = None
     if not config.model:
-        model, tokenizer = tiny_model(config, [ep.final_context() for ep in episodes] + corpus)
+        texts = [ep.final_context() for ep in episodes] + [f"{p.title}: {p.text}" for p in corpus]
+        model, tokenizer = tiny_model(config, texts, [p.title for p in corpus])
     sft = config.train_config("sft", str(out / "sft"), config.model)
     if not config.model and not sft.max_seq_len:
         sft.max_seq_len = config.recipe.max_positions

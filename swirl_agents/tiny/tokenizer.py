@@ -33,7 +33,7 @@ def require_train_extra() -> None:
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, *, numbers: int = -1, isolate_newlines: bool = False,
-                    save_dir: str | os.PathLike | None = None) -> Any:
+                    words: Iterable[str] = (), save_dir: str | os.PathLike | None = None) -> Any:
     """Train a byte-level BPE tokenizer on ``texts`` and wrap it for transformers.
 
     Args:
@@ -42,6 +42,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, *, numbers: in
         numbers: Whole numbers ``0..numbers`` are added as single tokens (beyond ``vocab_size``);
             ``-1``: none, digits are merged by the BPE like any text.
         isolate_newlines: Every newline is its own pre-token.
+        words: Whole words or names (entity names, say) added as single tokens, matched only as whole words, so
+            that copying a name from a search result into a query or an answer is copying one token.
         save_dir: Where to ``save_pretrained`` the tokenizer, if given.
 
     Returns:
@@ -57,6 +59,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, *, numbers: in
         >>> tok = train_tokenizer(["263 - 29?\\n<math_exp>263-29</math_exp>"] * 4, vocab_size=320, numbers=2100)
         >>> tok.convert_ids_to_tokens(tok("<math_exp>263*4</math_exp> 12345")["input_ids"])
         ['<math_exp>', '263', '*', '4', '</math_exp>', 'Ġ', '1234', '5']
+        >>> tok = train_tokenizer(["Search The Amber Gate."] * 4, vocab_size=300, words=["The Amber Gate"])
+        >>> tok.convert_ids_to_tokens(tok("<search_query>The Amber Gate</search_query>")["input_ids"])[1]
+        'The Amber Gate'
+        >>> tok.decode(tok("The Amber Gates")["input_ids"]) == "The Amber Gates"  # not a whole-word match: plain BPE
+        True
     """
     require_train_extra()
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -82,6 +89,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, *, numbers: in
     bpe.add_tokens([AddedToken(t, normalized=False, special=False) for t in TAG_TOKENS])
     # Added tokens are matched before the BPE, leftmost-longest: "1952" is one token, "12345" is "1234" "5".
     bpe.add_tokens([AddedToken(str(n), normalized=False, special=False) for n in range(numbers + 1)])
+    bpe.add_tokens([AddedToken(w, normalized=False, special=False, single_word=True) for w in dict.fromkeys(words)
+                    if w and not w.isdigit()])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=BOS, eos_token=EOS, pad_token=PAD,
                                         clean_up_tokenization_spaces=False)
     if save_dir is not None:

@@ -122,6 +122,34 @@ class EvaluateConfig:
     """Show a progress bar."""
 
 
+@dataclass
+class ShowConfig:
+    """Show recorded episodes step by step: actions, tool results, judgments and scores (text, Markdown or HTML)."""
+
+    episodes: str = "runs/generate/episodes.jsonl"
+    """Episode file to show."""
+    judgments: str = ""
+    """Judgments JSONL (default: judgments.jsonl beside the episodes, when there is one)."""
+    first: int = 1
+    """Show the first N episodes (0: all)."""
+    episode_id: tuple[str, ...] = ()
+    """Show these episodes instead (ids as in the file, e.g. ``SwirlHotpot-v0/5a71224f5542994082a3e5c1/0``)."""
+    format: str = "text"
+    """``text`` (for a terminal), ``markdown`` or ``html`` (a self-contained page)."""
+    out: str = ""
+    """Write to this file instead of printing."""
+    width: int = 0
+    """Text: columns to wrap at (0: the terminal's width)."""
+    max_chars: int = 600
+    """Characters of a tool result shown before it is cut with a note (0: all)."""
+
+    def __post_init__(self) -> None:
+        from swirl_agents.show import FORMATS
+
+        if self.format not in FORMATS:
+            raise ValueError(f"--format: expected one of {FORMATS}, actual {self.format!r}")
+
+
 def _env(env_id: str, split: str, env_kwargs: dict):
     """``gym.make`` with a message that names the known ids (and the split an env has) when it fails."""
     from swirl_agents.pipeline.config import env_kwargs_for
@@ -267,6 +295,23 @@ def cmd_pipeline(c) -> int:
     return 0
 
 
+def cmd_show(c: ShowConfig) -> int:
+    import shutil
+
+    from swirl_agents.show import show
+
+    width = c.width or min(shutil.get_terminal_size().columns, 120)
+    text = show(c.episodes, judgments=c.judgments, first=c.first, episode_ids=c.episode_id, fmt=c.format,
+                width=width, max_chars=c.max_chars)
+    if not c.out:
+        sys.stdout.write(text)
+        return 0
+    Path(c.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(c.out).write_text(text, encoding="utf-8")
+    print(f"{c.format} -> {c.out}")
+    return 0
+
+
 def _beside(episodes: str, name: str) -> str:
     return str(Path(episodes).with_name(name))
 
@@ -287,6 +332,7 @@ COMMANDS = {
     "filter": (__name__, "FilterConfig", cmd_filter),
     "train": ("swirl_agents.training.config", "TrainConfig", cmd_train),
     "evaluate": (__name__, "EvaluateConfig", cmd_evaluate),
+    "show": (__name__, "ShowConfig", cmd_show),
 }
 
 

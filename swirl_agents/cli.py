@@ -24,6 +24,25 @@ from pathlib import Path
 from swirl_agents.configs import add_dataclass_arguments, from_namespace
 
 
+def check_env_ids(env_ids: Sequence[str], flag: str) -> tuple[str, ...]:
+    """``env_ids`` as a tuple; ``ValueError`` naming ``flag`` and the closest known id for an unknown one."""
+    import difflib
+
+    import gymnasium as gym
+
+    import swirl_env  # noqa: F401  (registers the env ids)
+
+    known = sorted(i for i in gym.registry if i.startswith("Swirl"))
+    for env_id in env_ids:
+        if env_id not in gym.registry:
+            close = difflib.get_close_matches(env_id, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{flag}: expected a registered env id, actual {env_id!r}{hint} (known: {', '.join(known)})")
+    if not env_ids:
+        raise ValueError(f"{flag}: expected at least one env id, actual none")
+    return tuple(env_ids)
+
+
 @dataclass
 class GenerateConfig:
     """Record episodes of an agent in one or more envs."""
@@ -53,6 +72,9 @@ class GenerateConfig:
     """Model agents: sampling temperature (0: greedy)."""
     progress: bool = True
     """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        self.env = check_env_ids(self.env, "--env")
 
 
 @dataclass
@@ -120,6 +142,9 @@ class EvaluateConfig:
     """Model agents: sampling temperature (0: greedy)."""
     progress: bool = True
     """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        self.env = check_env_ids(self.env, "--env")
 
 
 @dataclass
@@ -250,14 +275,15 @@ def cmd_filter(c: FilterConfig) -> int:
 
 
 def cmd_train(c, transitions: str) -> int:
-    from swirl_agents.episodes import read_transitions
-    from swirl_agents.training import train
     from swirl_agents.zoo import resolve_model
 
     if not c.model or not c.output_dir:
         raise ValueError("--model and --output-dir are required (a model: a named model such as smollm2-135m-instruct, "
                          "a .gguf file, a model folder or a hub id)")
-    resolve_model(c.model)  # a missing model is an error now, not after the data is read
+    resolve_model(c.model)  # a missing model is an error now, before torch is even imported
+    from swirl_agents.episodes import read_transitions
+    from swirl_agents.training import train
+
     result = train(c, read_transitions(transitions))
     print(f"trained {result.steps} steps -> {result.final_model_dir or result.output_dir}")
     return 0

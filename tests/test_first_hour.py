@@ -139,8 +139,6 @@ def test_a_missing_model_fails_at_once_without_the_network(tmp_path, monkeypatch
     assert run_folder_files(tmp_path) == []
 
 
-@pytest.mark.xfail(strict=True, reason="cli.cmd_evaluate validates env ids by building a PipelineConfig, so "
-                   "`swirl evaluate` names PipelineConfig.envs; fix in cli.py (see the report)")
 def test_evaluate_names_its_own_flag_for_an_unknown_env(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     _, _, err = swirl(["evaluate", "--env", "Nope-v0", "--run-dir", "run"], capsys)
@@ -303,8 +301,6 @@ def test_a_changed_setting_is_refused_by_name_and_nothing_is_rewritten(pipeline_
     assert _digests(whole) == before, "a refused run must not rewrite its config, metrics or report"
 
 
-@pytest.mark.xfail(strict=True, reason="check_run_dir compares top-level keys only, so a nested change is shown as "
-                   "'sft: {...60 chars...}' and the setting is not named; fix in pipeline/stages.py (see the report)")
 def test_a_changed_nested_setting_is_named(pipeline_runs, capsys):
     whole, _, _ = pipeline_runs
     _, _, err = swirl([*TINY_PIPELINE, "--run-dir", str(whole), "--sft.learning-rate", "0.001"], capsys)

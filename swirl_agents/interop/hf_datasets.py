@@ -171,6 +171,17 @@ def write_transitions_parquet(path: str | os.PathLike, transitions: Iterable[Tra
     """Write transitions as Parquet, one row per episode with its transitions as the trained turns; return how many.
 
     ``kind`` is recorded in the file's metadata (``transitions`` for filtered data, ``judged`` for every judged step).
+
+    Example:
+        >>> import tempfile, os
+        >>> ep = Episode("e", "q", "SwirlSynthMath-v0", "demo", 0, "2+3?", "Be brief.",
+        ...              (Step("<math_exp>2+3</math_exp>", "math_exp", "2+3", "5"),
+        ...               Step("<answer>5</answer>", "answer", "5", None, reward=1.0)),
+        ...              "5", {"exact_match": 1.0}, 1.0, True, False)
+        >>> kept = decompose(ep, [0.5, 1.0], "reference", ["GOOD", "GOOD"])[1:]
+        >>> path = os.path.join(tempfile.mkdtemp(), "transitions.parquet")
+        >>> write_transitions_parquet(path, kept), read_transitions_parquet(path) == kept
+        (1, True)
     """
     groups: dict[str, tuple[Episode, list[Transition]]] = {}
     for t in transitions:

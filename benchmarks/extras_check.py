@@ -96,8 +96,8 @@ print("minari ok: exported and loaded 2 episodes")
 """,
     "smollm": """
 from swirl_agents.zoo import resolve_model
+path = resolve_model("smollm2-135m-instruct")  # converts the GGUF file once, or says what to install
 from transformers import AutoTokenizer
-path = resolve_model("smollm2-135m-instruct")
 tok = AutoTokenizer.from_pretrained(path)
 print("smollm ok:", path, len(tok))
 """,
@@ -153,8 +153,6 @@ def checks() -> list[Check]:
         Check("core", (repo,), SMOKES["core"], note="no extra: the envs, reference agents and the CLI"),
         Check("train", (f"{repo}[train]",), SMOKES["train"], torch=True),
         Check("lora", (f"{repo}[lora]",), SMOKES["lora"], torch=True, note="lora alone, as a user would install it"),
-        Check("lora+train", (f"{repo}[train,lora]",), SMOKES["lora"], torch=True, status="proposed",
-              note='proposed: lora = ["swirl-rl[train]", "peft>=0.10"]'),
         Check("minari", (f"{repo}[minari]",), SMOKES["minari"]),
         Check("minari+arrow", (f"{repo}", "minari[arrow]>=0.5", "pillow>=9"), SMOKES["minari"], status="proposed",
               note='proposed: minari = ["minari[arrow]>=0.5", "pillow>=9"]'),

@@ -275,3 +275,22 @@ def test_the_padding_mask_warning_is_dropped_and_other_warnings_kept():
         log.removeHandler(handler)
     assert seen == ["Some other warning"]
     assert sum(isinstance(f, trainer._PaddingWarningFilter) for f in log.filters) == 1
+
+
+def test_tensorboard_tracker_logs_every_step(tmp_path, gsm8k_episodes, tiny_tokenizer):
+    """``report_to=("tensorboard",)``: the event file under ``output_dir/trackers`` holds the same losses as metrics.jsonl."""
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator",
+        reason='TensorBoard logging needs pip install tensorboard (the proposed "swirl-rl[track]" extra)')
+    result = train(_config(tmp_path, report_to=("tensorboard",)), gsm8k_episodes, model=tiny_model(tiny_tokenizer),
+                   tokenizer=tiny_tokenizer)
+    events = sorted((tmp_path / "run/trackers").rglob("events.out.tfevents.*"))
+    scalars = {}
+    for path in events:
+        acc = event_accumulator.EventAccumulator(str(path))
+        acc.Reload()
+        scalars |= {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    assert {"losses/total", "losses/pg", "charts/lr", "charts/reward_mean"} <= set(scalars)
+    assert [step for step, _ in scalars["losses/total"]] == [m["step"] for m in result.metrics] == [1, 2]
+    assert [v for _, v in scalars["losses/total"]] == pytest.approx([m["losses/total"] for m in result.metrics],
+                                                                    rel=1e-6)  # float32 in the event file

@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=64)
     p.add_argument("--max-steps", type=int, default=20)
     p.add_argument("--lora-r", type=int, default=0)
+    p.add_argument("--grad-accum-steps", type=int, default=1)
     args = p.parse_args()
 
     transitions = gsm8k_transitions(args.episodes)
@@ -54,7 +55,8 @@ def main() -> None:
     tokenizer = train_tokenizer([t.episode.final_context() for t in transitions], vocab_size=1024)
     model = build_tiny_model(tokenizer, n_layer=2, n_embd=64, n_head=4, max_position_embeddings=2048)
     config = TrainConfig(output_dir=args.output_dir, learning_rate=1e-3, max_steps=args.max_steps,
-                         max_tokens_per_batch=4096, lora_r=args.lora_r, warmup_steps=2, log_every=5, progress=False)
+                         max_tokens_per_batch=4096, lora_r=args.lora_r, grad_accum_steps=args.grad_accum_steps,
+                         warmup_steps=2, log_every=5, progress=False)
     result = train(config, transitions, model=model, tokenizer=tokenizer)
     print(f"process {result.process_index}/{result.num_processes} done: steps={result.steps} "
           f"final={result.final_model_dir}", flush=True)

@@ -11,8 +11,8 @@ Layout:
 - orchestration: :mod:`~swirl_agents.pipeline` (the whole loop, its recipe and report),
   :mod:`~swirl_agents.cli`, :mod:`~swirl_agents.configs`, :mod:`~swirl_agents.runinfo`;
 - records on disk: :mod:`~swirl_agents.jsonl`;
-- interop: :mod:`~swirl_agents.interop` (Minari, ReAct traces), :mod:`~swirl_agents.serve` (an
-  OpenAI-compatible server);
+- interop: :mod:`~swirl_agents.interop` (Hugging Face datasets and TRL, Minari, ReAct traces, verifiers),
+  :mod:`~swirl_agents.serve` (an OpenAI-compatible server);
 - test support: :mod:`~swirl_agents.tiny` (tiny tokenizers and models made locally).
 """
 

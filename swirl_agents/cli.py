@@ -183,6 +183,38 @@ def _env(env_id: str, split: str, env_kwargs: dict):
     return make_env(env_id, **({"split": split} if split else {}), **env_kwargs_for(env_id, env_kwargs))
 
 
+@dataclass
+class ExportConfig:
+    """Export a run's episodes, judgments and transitions as a Hugging Face dataset (Parquet files and a card)."""
+
+    episodes: str = "runs/generate/episodes.jsonl"
+    """Episode file."""
+    judgments: str = ""
+    """Judgments JSONL (default: judgments.jsonl beside the episodes, when it exists); exported as judged.parquet."""
+    transitions: str = ""
+    """Transitions JSONL from ``swirl filter`` (default: transitions.jsonl beside the episodes, when it exists)."""
+    out_dir: str = ""
+    """Folder for the Parquet files and README.md (default: hf/ beside the episodes); load with
+    ``datasets.load_dataset(out_dir, "transitions")``."""
+
+
+def cmd_export(c: ExportConfig) -> int:
+    from swirl_agents.interop.hf_datasets import export_run
+    from swirl_agents.runinfo import write_run_info
+
+    def given_or_beside(given: str, name: str) -> str | None:
+        path = given or _beside(c.episodes, name)
+        return path if given or Path(path).exists() else None
+
+    out_dir = c.out_dir or _beside(c.episodes, "hf")
+    files = export_run(c.episodes, given_or_beside(c.judgments, "judgments.jsonl"),
+                       given_or_beside(c.transitions, "transitions.jsonl"), out_dir=out_dir)
+    write_run_info(out_dir, c, name="export_config.json")
+    for name, path in files.items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def cmd_generate(c: GenerateConfig) -> int:
     from swirl_agents.agents.factory import make_agent
     from swirl_agents.rollout import generate_episodes
@@ -358,6 +390,7 @@ COMMANDS = {
     "filter": (__name__, "FilterConfig", cmd_filter),
     "train": ("swirl_agents.training.config", "TrainConfig", cmd_train),
     "evaluate": (__name__, "EvaluateConfig", cmd_evaluate),
+    "export": (__name__, "ExportConfig", cmd_export),
     "show": (__name__, "ShowConfig", cmd_show),
 }
 

@@ -34,9 +34,11 @@ INFO_KEYS = ("tool", "tool_input", "result", "error", "seconds")
 def _import_minari() -> Any:
     try:
         import minari
+        import PIL  # noqa: F401  (minari imports it without declaring it)
+        import pyarrow  # noqa: F401
         from minari.data_collector import EpisodeBuffer  # noqa: F401  (checks the 0.5 API is there)
     except ImportError as e:
-        raise ImportError(f'Minari export needs minari>=0.5 and pyarrow; install them with pip install "swirl-rl[minari]" ({e})') from None
+        raise ImportError(f'Minari export needs minari>=0.5, pyarrow and pillow; install them with pip install "swirl-rl[minari]" ({e})') from None
     return minari
 
 

@@ -80,15 +80,13 @@ def train(config: TrainConfig, transitions: Sequence[Transition], *, model: Any 
         >>> result.steps, sorted(k for k in result.metrics[-1] if k.startswith("losses/"))
         (2, ['losses/kl', 'losses/pg', 'losses/total'])
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     if not config.output_dir:
         raise ValueError("TrainConfig.output_dir: expected a folder path, actual ''")
     _quiet_padding_warning()
     out = Path(config.output_dir)
-    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_precision(config.mixed_precision),
-                      log_with=_trackers(config), project_dir=str(out / "trackers"))
+    acc = _accelerator(config, out)
     set_seed(config.seed)
     digest = data_digest(transitions)
     with folder_lock(out) if acc.is_main_process else nullcontext():
@@ -401,10 +399,36 @@ def _reward_moments(micro: list[dict]) -> list[float]:
     return [float(r.numel()), float(r.sum()), float((r * r).sum())]
 
 
+def _accelerator(config: TrainConfig, out: Path) -> Any:
+    """accelerate's Accelerator for this run. In one process where another library (TRL, say) already set up
+    accelerate with other settings, that state is reset rather than refused."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    kwargs = dict(cpu=not torch.cuda.is_available(), mixed_precision=_precision(config.mixed_precision),
+                  log_with=_trackers(config), project_dir=str(out / "trackers"))
+    try:
+        return Accelerator(**kwargs)
+    except ValueError as e:
+        if "already been initialized" not in str(e) or PartialState().num_processes > 1:
+            raise
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(**kwargs)
+
+
 def _trackers(config: TrainConfig) -> Any:
+    """accelerate's ``log_with``; a tracker that is not installed is an error (accelerate would drop it quietly)."""
     if not config.report_to:
         return None
-    return "all" if "all" in config.report_to else list(config.report_to)
+    if "all" in config.report_to:
+        return "all"
+    from accelerate.tracking import get_available_trackers
+
+    missing = [t for t in config.report_to if t not in {str(a) for a in get_available_trackers()}]
+    if missing:
+        raise ImportError(f"TrainConfig.report_to: expected installed trackers, actual {missing} not installed; "
+                          'tensorboard: pip install "swirl-rl[track]" (wandb: pip install wandb; trackio: pip install trackio)')
+    return list(config.report_to)
 
 
 def data_digest(transitions: Sequence[Transition]) -> str:

@@ -85,7 +85,10 @@ class _Worker:
         )
         self.owner = os.getpid()
         self._buffer = b""
-        ready = self.receive(time.monotonic() + START_TIMEOUT)
+        try:
+            ready = self.receive(time.monotonic() + START_TIMEOUT)
+        except EOFError:
+            ready = None
         if ready is None or "ready" not in ready:
             self.kill()
             raise ToolError(f"could not start a worker for {target}: expected a ready line, actual {ready!r}")
@@ -94,7 +97,11 @@ class _Worker:
         self.process.stdin.write(json.dumps({"text": text}).encode() + b"\n")
 
     def receive(self, deadline: float) -> dict | None:
-        """The next reply, or None when the deadline passes or the worker has died."""
+        """The next reply, or None when the deadline passes.
+
+        Raises:
+            EOFError: the worker closed its output (it has died or is dying).
+        """
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -104,7 +111,7 @@ class _Worker:
                 return None
             chunk = os.read(self.process.stdout.fileno(), 1 << 16)
             if not chunk:
-                return None
+                raise EOFError
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return json.loads(line)
@@ -226,15 +233,16 @@ class WorkerPool:
             worker.send(text)
         except OSError:
             return {"died": "its input pipe was closed"}
-        reply = worker.receive(time.monotonic() + self.time_limit)
-        if reply is not None:
-            self.stats.peak_rss_bytes = max(self.stats.peak_rss_bytes, reply.pop("rss", 0))
-            return reply
-        if worker.alive():
+        try:
+            reply = worker.receive(time.monotonic() + self.time_limit)
+        except EOFError:
+            worker.kill()  # reaps it: its exit status is known after this
+            return {"died": f"exit status {worker.process.returncode}"}
+        if reply is None:
             worker.kill()
             return {"died": "timeout"}
-        worker.kill()
-        return {"died": f"exit status {worker.process.returncode}"}
+        self.stats.peak_rss_bytes = max(self.stats.peak_rss_bytes, reply.pop("rss", 0))
+        return reply
 
     def _result(self, reply: dict) -> str:
         if "ok" in reply:

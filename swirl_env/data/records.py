@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from swirl_env.data.paths import DataError, iter_jsonl, open_text, read_json
+from swirl_env.data.paths import DataError, iter_jsonl, iter_lines, read_json
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,10 @@ def is_jsonl(path: str | os.PathLike) -> bool:
         return True
     if name.endswith(".json"):
         return False
-    with open_text(path) as f:
-        for line in f:
-            if line.strip():
-                # A JSONL file starts with a complete object on its first line.
-                return line.lstrip().startswith("{") and line.rstrip().endswith("}")
+    for _, line in iter_lines(path):
+        if line.strip():
+            # A JSONL file starts with a complete object on its first line.
+            return line.lstrip().startswith("{") and line.rstrip().endswith("}")
     return False
 
 
@@ -77,11 +76,13 @@ def _top_level_list(obj: object, path: str | os.PathLike, list_key: str | None) 
 
 def iter_csv_rows(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line number, cells)`` for each non-empty CSV row."""
-    with open_text(path) as f:
-        reader = csv.reader(f)
+    reader = csv.reader(line for _, line in iter_lines(path))
+    try:
         for row in reader:
             if any(cell.strip() for cell in row):
                 yield reader.line_num, row
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: invalid CSV ({e})", path=path, line=reader.line_num) from None
 
 
 def take(records: Iterator[Record], limit: int | None) -> Iterator[Record]:

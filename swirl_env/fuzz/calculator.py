@@ -1,98 +1,23 @@
-"""Fuzzing: throw generated hostile input at the calculator, the action parser, scoring and the loaders.
+"""Fuzzing the calculator: random, exotic and noisy expressions, checked against an independent reference.
 
-    python -m swirl_env.fuzz calculator --seconds 60
-    python -m swirl_env.fuzz parser --seconds 10 --seed 3
-
-Each target has a generator (a function of a :class:`random.Random`, so that hypothesis can drive it
-through ``st.randoms()`` in the tests and ``benchmarks/hostile_bench.py`` can reuse it) and a
-checker that says what one input did: a value, an error of some kind, or a failure. Failures are a
-crash (an exception other than the documented one, or an internal error reported as a tool error),
-a hang (a call longer than the bound) and a wrong value (the calculator's number disagrees with an
-independent high-precision evaluation, or with a value known by construction; a score that breaks
-a stated property). The report gives inputs tried, outcomes by kind, the slowest call and up to five
-examples of each failure; the command exits 1 when there is any failure.
+A value is wrong when it disagrees with :func:`reference_value` (Python fractions where exact,
+mpmath at two precisions otherwise) beyond the digits shown, or with a value known by construction
+(:func:`known_value_expression`: expressions built around exact zeros written irrationally).
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
-import json
 import math
 import random
-import sys
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from fractions import Fraction
 
 import mpmath
 
-from swirl_env.actions import ACTION_TAGS, parse_action, truncate_at_action
+from swirl_env.fuzz.core import FAILURES, Outcome
 from swirl_env.tools.base import ToolError
-
-FAILURES = ("crash", "hang", "wrong")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one input did: ``kind`` is ``value``, an error kind, or one of :data:`FAILURES`."""
-
-    kind: str
-    detail: str = ""
-
-
-@dataclass
-class Report:
-    """Counts over many inputs, the slowest one, and examples of every failure."""
-
-    target: str
-    tried: int = 0
-    kinds: Counter = field(default_factory=Counter)
-    examples: dict[str, list[dict]] = field(default_factory=dict)
-    slowest: tuple[float, str] = (0.0, "")
-
-    def add(self, text: str, outcome: Outcome, seconds: float) -> None:
-        self.tried += 1
-        self.kinds[outcome.kind] += 1
-        if outcome.kind in FAILURES and len(self.examples.setdefault(outcome.kind, [])) < 5:
-            self.examples[outcome.kind].append({"input": text[:300], "detail": outcome.detail[:300]})
-        if seconds > self.slowest[0]:
-            self.slowest = (seconds, text[:300])
-
-    @property
-    def failures(self) -> int:
-        return sum(self.kinds[k] for k in FAILURES)
-
-    def as_dict(self) -> dict:
-        return {
-            "target": self.target, "tried": self.tried, "failures": self.failures,
-            "outcomes": dict(self.kinds.most_common()), "examples": self.examples,
-            "slowest_s": round(self.slowest[0], 4), "slowest_input": self.slowest[1],
-        }
-
-
-def run(target: str, seconds: float, seed: int = 0, max_inputs: int | None = None) -> Report:
-    """Fuzz ``target`` (a key of :data:`TARGETS`) for ``seconds`` (or ``max_inputs`` inputs).
-
-    Example:
-        >>> report = run("parser", seconds=5, max_inputs=200)
-        >>> report.tried, report.failures
-        (200, 0)
-    """
-    generate, check = TARGETS[target]()
-    rng, report = random.Random(seed), Report(target)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and (max_inputs is None or report.tried < max_inputs):
-        case = generate(rng)
-        start = time.perf_counter()
-        outcome = check(case)
-        report.add(case if isinstance(case, str) else repr(case), outcome, time.perf_counter() - start)
-    return report
-
-
-# --- calculator -----------------------------------------------------------------------------------
 
 ZERO_IDENTITIES = (
     "((sqrt(2)+sqrt(3))**2-5-2*sqrt(6))",
@@ -155,7 +80,7 @@ def hostile_expression(rng: random.Random) -> str:
     return "".join(pieces) if rng.random() < 0.8 else "(" * rng.randint(1, 60) + "1" + ")" * rng.randint(0, 60)
 
 
-def calculator_target(time_limit: float | None = None) -> tuple[Callable, Callable]:
+def target(time_limit: float | None = None) -> tuple[Callable, Callable]:
     """(generator, checker) for the calculator; the checker compares with :func:`reference_value`."""
     from swirl_env.tools.calculator import TIME_LIMIT, Calculator
 
@@ -487,78 +412,3 @@ def _round_half_away(q: Fraction, ndigits: int) -> Fraction:
     scale = Fraction(10) ** ndigits
     magnitude = Fraction(math.floor(abs(q) * scale + Fraction(1, 2))) / scale
     return -magnitude if q < 0 else magnitude
-
-
-# --- the action parser ----------------------------------------------------------------------------
-
-_PARSER_PIECES = ("<answer>", "</answer>", "<search_query>", "</search_query>", "<math_exp>", "</math_exp>",
-                  "<answer >", "<Answer>", "< answer>", "<answer/>", "<result>", "</result>", "<", ">", "</", "/",
-                  "\n", " ", "Paris", "2+2", "think", "\u200b", "＜answer＞", "<answer><answer>", "\x00", "é" * 3,
-                  "<answer>" * 3, "</answer>" * 3, "a" * 200)
-
-
-def random_step(rng: random.Random) -> str:
-    """A model step: tags, half tags, lookalikes and text in random order."""
-    return "".join(rng.choice(_PARSER_PIECES) for _ in range(rng.randint(0, 12)))
-
-
-def check_parser(text: str, bound: float = 1.0) -> Outcome:
-    """parse_action never raises, and what it returns is consistent with the text.
-
-    Example:
-        >>> check_parser("Add. <math_exp>2+2</math_exp>"), check_parser("<answer>1</search_query>2</answer>").kind
-        (Outcome(kind='math_exp', detail=''), 'differs_when_cut')
-    """
-    start = time.monotonic()
-    try:
-        action = parse_action(text)
-        cut = parse_action(truncate_at_action(text))
-    except Exception as error:  # noqa: BLE001
-        return Outcome("crash", f"{type(error).__name__}: {error}")
-    if time.monotonic() - start > bound:
-        return Outcome("hang", f"{time.monotonic() - start:.2f} s")
-    if action.error is not None:
-        return Outcome("malformed") if action.tag is None else Outcome("wrong", "an error and a tag at once")
-    problems = [
-        action.tag not in ACTION_TAGS and "unknown tag",
-        not action.argument and "empty argument",
-        action.argument != action.argument.strip() and "argument not stripped",
-        action.argument not in text and "argument not in the text",
-        any(f"<{t}>" in action.argument for t in ACTION_TAGS) and "a tag inside the argument",
-        f"<{action.tag}>" not in text and "its tag is not in the text",
-    ]
-    problem = next((p for p in problems if p), None)
-    if problem:
-        return Outcome("wrong", problem)
-    # Generation stops at the first closing tag; a step read whole may still hold a later action
-    # ("<answer>a</search_query>b</answer>"): counted, as a difference between the two readings.
-    return Outcome(action.tag if (cut.tag, cut.argument) == (action.tag, action.argument) else "differs_when_cut")
-
-
-# --- registry and command line --------------------------------------------------------------------
-
-
-TARGETS: dict[str, Callable[[], tuple[Callable, Callable]]] = {
-    "calculator": calculator_target,
-    "parser": lambda: (random_step, check_parser),
-}
-"""Target name -> factory of (generator, checker)."""
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m swirl_env.fuzz", description=__doc__.split("\n")[0])
-    parser.add_argument("target", choices=sorted(TARGETS))
-    parser.add_argument("--seconds", type=float, default=30.0, help="how long to fuzz (default 30)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--max-inputs", type=int, default=None, help="stop after this many inputs")
-    args = parser.parse_args(argv)
-    report = run(args.target, args.seconds, args.seed, args.max_inputs)
-    print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
-    if report.failures:
-        print(f"FAILED: {report.failures} failure(s) in {report.tried} inputs", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

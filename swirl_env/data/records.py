@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from swirl_env.data import tables
 from swirl_env.data.paths import DataError, iter_jsonl, iter_lines, read_json
 
 
@@ -43,15 +44,23 @@ def is_jsonl(path: str | os.PathLike) -> bool:
 
 
 def iter_records(path: str | os.PathLike, *, list_key: str | None = None) -> Iterator[Record]:
-    """Yield every record of a JSONL file, a JSON list, or a JSON object holding a list.
+    """Yield every record of a JSONL file, a JSON list, a JSON object holding a list, or a table.
+
+    Tables are the Hugging Face ``datasets`` schemas stored locally: a ``.parquet`` file (the Hub's
+    exports, ``Dataset.to_parquet``), an ``.arrow`` file, or a ``Dataset.save_to_disk`` folder; each
+    row is one record, nested columns as nested dicts and lists (``pip install pyarrow``).
 
     Args:
-        path: the file (``.gz`` is read transparently).
+        path: the file (``.gz`` is read transparently) or ``save_to_disk`` folder.
         list_key: for a top-level JSON object, the key of the record list (BeerQA: ``"data"``).
 
     Raises:
         DataError: malformed JSON (with line), a wrong top-level type, or a record that is not an object.
     """
+    if tables.is_table(path):
+        for index, (where, obj) in enumerate(tables.iter_rows(path)):
+            yield Record(index, where, obj)
+        return
     if is_jsonl(path):
         for index, (lineno, obj) in enumerate(iter_jsonl(path)):
             yield Record(index, f"line {lineno} of {path}", obj)

@@ -43,6 +43,9 @@ DATASETS: dict[str, dict[str, tuple[str, ...]]] = {
 The first split listed is the dataset's evaluation split, used when ``split`` is not given.
 """
 
+UNANSWERED_SPLITS: dict[str, tuple[str, ...]] = {"hotpotqa": ("test",), "musique": ("test",), "beerqa": ("test",)}
+"""Splits whose published files hold questions without answers (fine for generating, not for scoring)."""
+
 
 def load_questions(
     dataset: str,

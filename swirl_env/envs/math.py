@@ -57,6 +57,9 @@ class SwirlMathEnv(SwirlEnv):
         True
     """
 
+    task = "math"
+    """What kind of task this env poses (``qa`` or ``math``), so callers need no isinstance test."""
+
     def __init__(
         self,
         dataset: str = "gsm8k",

@@ -23,13 +23,14 @@ import json
 import sys
 from collections.abc import Callable
 
-from swirl_env.fuzz import calculator, loaders, parser
+from swirl_env.fuzz import calculator, loaders, parser, scoring
 from swirl_env.fuzz.core import FAILURES, Outcome, Report, fuzz
 
 TARGETS: dict[str, Callable[[], tuple[Callable, Callable]]] = {
     "calculator": calculator.target,
     "parser": parser.target,
     "loaders": loaders.target,
+    "scoring": scoring.target,
 }
 """Target name -> factory of (generator, checker)."""
 

@@ -10,6 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swirl_env.data.paths import iter_jsonl, read_json
+from swirl_env.fuzz import scoring as scoring_fuzz
+from swirl_env.fuzz.core import FAILURES
+from swirl_env.fuzz.scoring import WRAPPERS, written
 from swirl_env.scoring import (
     exact_match,
     f1_score,
@@ -96,18 +99,6 @@ def test_parse_number_table(text, value):
     assert parse_number(text) == value
 
 
-def _written(value: Fraction, grouped: bool) -> str:
-    """``value`` as a person writes it: -1,234.5 (grouped) or -1234.5."""
-    sign, magnitude = ("-" if value < 0 else ""), abs(value)
-    whole, cents = int(magnitude), magnitude - int(magnitude)
-    digits = f"{whole:,}" if grouped else str(whole)
-    return sign + digits + (str(float(cents))[1:] if cents else "")
-
-
-WRAPPERS = ["{}", "${}", "{} dollars", "The answer is {}.", "{},", "({})", "{}!", "**{}**", "'{}'", '"{}"',
-            "{}, in total", "= {}", "{} km.", "so {};", "[{}]", "{} USD", "about {}...", "€{}", "{}%", "{}\n"]
-
-
 @given(
     st.integers(-10**9, 10**9),
     st.sampled_from([0, Fraction(1, 2), Fraction(1, 4), Fraction(3, 100)]),
@@ -116,9 +107,9 @@ WRAPPERS = ["{}", "${}", "{} dollars", "The answer is {}.", "{},", "({})", "{}!"
 )
 def test_a_correct_answer_in_common_wrapping_scores_one(whole, cents, grouped, wrapper):
     value = whole + (cents if whole >= 0 else -cents)
-    answer = wrapper.format(_written(value, grouped))
+    answer = wrapper.format(written(value, grouped))
     assert parse_number(answer) == value, answer
-    assert math_scores(answer, [_written(value, not grouped)]) == {"exact_match": 1.0}, answer
+    assert math_scores(answer, [written(value, not grouped)]) == {"exact_match": 1.0}, answer
     assert numeric_match(answer, str(value + 1)) == 0.0
 
 
@@ -134,6 +125,12 @@ def test_parse_number_never_raises_and_numeric_match_is_symmetric_on_numbers(tex
     assert value is None or isinstance(value, Fraction)
     if value is not None:
         assert numeric_match(text, str(value)) == numeric_match(str(value), text) == 1.0
+
+
+@given(st.randoms(use_true_random=False))
+def test_fuzzed_answers_score_as_they_must(rng):
+    case = scoring_fuzz.random_case(rng)
+    assert scoring_fuzz.check_scores(case, bound=float("inf")).kind not in FAILURES, case
 
 
 @given(st.text(max_size=40), st.text(max_size=40))

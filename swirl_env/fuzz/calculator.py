@@ -281,12 +281,12 @@ class _Reference:
     def power(self, a, b):
         if not isinstance(b, Fraction) and abs(b) < _TINY:
             raise _Unknown("a power by a value that may be 0")
+        if not isinstance(a, Fraction) and abs(a) < _TINY:  # 0.0 too: floating point may have lost it
+            raise _Unknown("a power of a value that may be 0")
         if a == 0:
             if b < 0:
                 raise _Undefined("0 to a negative power")
             return Fraction(1 if b == 0 else 0)
-        if not isinstance(a, Fraction) and abs(a) < _TINY:
-            raise _Unknown("a power of a value that may be 0")
         if isinstance(b, Fraction) and b.denominator == 1:
             if abs(b) * _digits(a) > 3000:
                 raise _Unknown("a power beyond the reference's range")

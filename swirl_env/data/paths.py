@@ -40,10 +40,13 @@ class DataError(ValueError):
 
 
 def data_dir() -> Path:
-    """The data root: ``$SWIRL_DATA_DIR`` if set, else ``./data`` if it exists, else ``../shared/data``."""
+    """The data root: ``$SWIRL_DATA_DIR`` if set, else ``./data`` if it exists, else the nearest
+    ``shared/data`` beside a folder above the checkout (``../shared/data`` for a clone, also for a
+    git worktree nested deeper)."""
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
-    for candidate in (Path("data"), Path("../shared/data"), Path(__file__).resolve().parents[3] / "shared" / "data"):
+    checkout = Path(__file__).resolve().parents[2]
+    for candidate in (Path("data"), Path("../shared/data"), *(p / "shared" / "data" for p in checkout.parents)):
         if candidate.is_dir():
             return candidate
     return Path("data")

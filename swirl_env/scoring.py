@@ -23,8 +23,9 @@ _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _SPECIAL = ("yes", "no", "noanswer")
 _NUMBER = re.compile(
-    r"(?<![\w./])(?<!\d,)(?P<sign>-)?"
-    r"(?P<int>\d{1,3}(?:,\d{3})+(?![\d,])|\d+)?(?P<frac>\.\d+)?"
+    r"(?<![\w./])(?<!\d,)(?P<sign>-)?[$€£]?"
+    # A grouped number ends where no digit and no further ",ddd" group follows: "1,080," is 1080.
+    r"(?P<int>\d{1,3}(?:,\d{3})+(?!\d|,\d)|\d+)?(?P<frac>\.\d+)?"
     r"(?:(?<=\d)[eE](?P<exp>[-+]?\d+))?"
     r"(?:\s*/\s*(?P<den>\d+(?:\.\d+)?))?"
 )
@@ -91,7 +92,8 @@ def parse_number(text: str) -> Fraction | None:
     """The number an answer states: its last number, exactly; None if it has none.
 
     Reads ``72``, ``72.00``, ``-3``, ``.5``, ``1,000`` (commas between digit triples are thousands
-    separators), ``3/4``, ``1.5e3``, ``$72``, ``50%`` (read as 50: GSM8K asks "what percent…" and
+    separators, also before a comma of the sentence: ``$1,080, in total``), ``3/4``, ``1.5e3``,
+    ``$72``, ``-$72``, ``50%`` (read as 50: GSM8K asks "what percent…" and
     its gold is the plain number) and ``1/3 ≈ 0.3333`` (a calculator result: the decimal, the last
     number). With several numbers the last one counts, as in the usual GSM8K evaluation
     (``The answer is 18`` is 18, ``5 apples cost $20`` is 20): the answer tag is expected to end
@@ -102,6 +104,8 @@ def parse_number(text: str) -> Fraction | None:
     Example:
         >>> [parse_number(s) for s in ("$1,000.50", "The answer is 18 dollars.", "3/4", "none")]
         [Fraction(2001, 2), Fraction(18, 1), Fraction(3, 4), None]
+        >>> parse_number("$1,080, in total"), parse_number("-$5")
+        (Fraction(1080, 1), Fraction(-5, 1))
     """
     last = None
     for m in _NUMBER.finditer(text.replace("−", "-")):

@@ -7,8 +7,8 @@ Example:
     ('hotpotqa', True, True)
 """
 
-from swirl_env.data.loaders import DATASETS, load_questions
+from swirl_env.data.loaders import DATASETS, UNANSWERED_SPLITS, load_questions
 from swirl_env.data.paths import DataError
 from swirl_env.data.types import Hop, Paragraph, Question
 
-__all__ = ["DATASETS", "DataError", "Hop", "Paragraph", "Question", "load_questions"]
+__all__ = ["DATASETS", "UNANSWERED_SPLITS", "DataError", "Hop", "Paragraph", "Question", "load_questions"]

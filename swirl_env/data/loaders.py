@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from swirl_env.data import beerqa, cofca, gsm8k, hotpotqa, musique, simple
 from swirl_env.data.paths import resolve
+from swirl_env.data.tables import split_folder
 from swirl_env.data.types import Question
 
 Reader = Callable[..., list[Question]]
@@ -42,6 +43,9 @@ DATASETS: dict[str, dict[str, tuple[str, ...]]] = {
 The first split listed is the dataset's evaluation split, used when ``split`` is not given.
 """
 
+UNANSWERED_SPLITS: dict[str, tuple[str, ...]] = {"hotpotqa": ("test",), "musique": ("test",), "beerqa": ("test",)}
+"""Splits whose published files hold questions without answers (fine for generating, not for scoring)."""
+
 
 def load_questions(
     dataset: str,
@@ -55,8 +59,10 @@ def load_questions(
     Args:
         dataset: one of :data:`DATASETS` (``hotpotqa``, ``musique``, ``gsm8k``, ``beerqa``, ``cofca``,
             ``bamboogle``, ``2wikimultihopqa``); case-insensitive.
-        path: a file in any format the dataset's reader accepts. ``None``: the first of the split's
-            default files found under the data directory (``$SWIRL_DATA_DIR``).
+        path: a file in any format the dataset's reader accepts, including the Hugging Face schema
+            saved as Parquet, Arrow or a ``save_to_disk`` folder (see :mod:`swirl_env.data.tables`).
+            ``None``: the first of the split's default files found under the data directory
+            (``$SWIRL_DATA_DIR``).
         split: ``dev``, ``train``, ``test``...; ``None`` means the dataset's evaluation split (``dev``
             where there is one, ``test`` for GSM8K, Bamboogle and CofCA). With an explicit ``path``
             any name is accepted: it only labels generated ids.
@@ -82,7 +88,7 @@ def load_questions(
     if path is None:
         path = resolve(_check_split(name, split), name)
     else:
-        path = resolve((), name, path)
+        path = split_folder(resolve((), name, path), split)
     return _READERS[name](path, split=split, limit=limit)
 
 

@@ -6,7 +6,9 @@ Official record (``musique_ans_v1.0_dev.jsonl``)::
      question_decomposition: [{id, question, answer, paragraph_support_idx}],
      answer, answer_aliases, answerable}
 
-The test file has no ``answer`` nor decomposition and loads with empty answers. Decomposition
+The test file has no ``answer`` nor decomposition and loads with empty answers. Paragraphs marked
+``is_supporting`` become ``supporting_facts`` ``(title, 0)`` (a MuSiQue paragraph is not split
+into sentences, so the whole paragraph is sentence 0). Decomposition
 questions keep MuSiQue's own text, ``#1``-style references to earlier answers included. A hop's
 paragraph title comes from ``paragraph_support_idx`` when the record has paragraphs, else from
 ``document_id`` (``"Green (Steve Hillage album)_0"`` -> ``"Green (Steve Hillage album)"``).
@@ -41,8 +43,8 @@ def read_musique(path: str | os.PathLike, *, split: str = "dev", limit: int | No
     Example:
         >>> from swirl_env.data.paths import data_dir
         >>> q = read_musique(data_dir() / "musique/musique_dev_subset_with_paragraphs.jsonl.gz", limit=1)[0]
-        >>> q.type, len(q.paragraphs), len(q.hops)
-        ('2hop', 20, 2)
+        >>> q.type, len(q.paragraphs), len(q.hops), len(q.supporting_facts)
+        ('2hop', 20, 2, 2)
     """
     return [parse_record(r, split) for r in take(iter_records(path), limit)]
 
@@ -57,6 +59,8 @@ def parse_record(record: Record, split: str) -> Question:
         question=require(record, "question"),
         answers=answers_tuple(optional(record, "answer", str, ""), aliases),
         dataset="musique",
+        # A MuSiQue paragraph is one unit of evidence: sentence 0 of a supporting paragraph is the fact.
+        supporting_facts=tuple(dict.fromkeys((p.title, 0) for _, p in paragraphs if p.is_supporting)),
         paragraphs=tuple(p for _, p in paragraphs),
         hops=_hops(record, dict(paragraphs)),
         type=qid.split("__")[0] if "__" in qid else "",
@@ -72,7 +76,7 @@ def _paragraphs(record: Record) -> list[tuple[int, Paragraph]]:
         for key in ("title", "paragraph_text"):
             if not isinstance(raw.get(key), str):
                 raise DataError(f"expected string key {key!r} in {what}, actual keys {sorted(raw)}")
-        idx = raw.get("idx", position)
+        idx = check_type(raw.get("idx", position), int, f"'idx' of {what}")
         out.append((idx, Paragraph(raw["title"], (raw["paragraph_text"],), bool(raw.get("is_supporting", False)))))
     return out
 
@@ -90,7 +94,7 @@ def _hops(record: Record, by_idx: dict[int, Paragraph]) -> tuple[Hop, ...]:
 
 def _hop_title(raw: dict, by_idx: dict[int, Paragraph]) -> str:
     support = raw.get("paragraph_support_idx")
-    if support in by_idx:
+    if isinstance(support, int) and support in by_idx:
         return by_idx[support].title
     doc = raw.get("document_id")
     if isinstance(doc, str) and "_" in doc:

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from swirl_env.data.paths import DataError, iter_jsonl, open_text, read_json
+from swirl_env.data import tables
+from swirl_env.data.paths import DataError, iter_jsonl, iter_lines, read_json
 
 
 @dataclass(frozen=True)
@@ -35,24 +36,31 @@ def is_jsonl(path: str | os.PathLike) -> bool:
         return True
     if name.endswith(".json"):
         return False
-    with open_text(path) as f:
-        for line in f:
-            if line.strip():
-                # A JSONL file starts with a complete object on its first line.
-                return line.lstrip().startswith("{") and line.rstrip().endswith("}")
+    for _, line in iter_lines(path):
+        if line.strip():
+            # A JSONL file starts with a complete object on its first line.
+            return line.lstrip().startswith("{") and line.rstrip().endswith("}")
     return False
 
 
 def iter_records(path: str | os.PathLike, *, list_key: str | None = None) -> Iterator[Record]:
-    """Yield every record of a JSONL file, a JSON list, or a JSON object holding a list.
+    """Yield every record of a JSONL file, a JSON list, a JSON object holding a list, or a table.
+
+    Tables are the Hugging Face ``datasets`` schemas stored locally: a ``.parquet`` file (the Hub's
+    exports, ``Dataset.to_parquet``), an ``.arrow`` file, or a ``Dataset.save_to_disk`` folder; each
+    row is one record, nested columns as nested dicts and lists (``pip install pyarrow``).
 
     Args:
-        path: the file (``.gz`` is read transparently).
+        path: the file (``.gz`` is read transparently) or ``save_to_disk`` folder.
         list_key: for a top-level JSON object, the key of the record list (BeerQA: ``"data"``).
 
     Raises:
         DataError: malformed JSON (with line), a wrong top-level type, or a record that is not an object.
     """
+    if tables.is_table(path):
+        for index, (where, obj) in enumerate(tables.iter_rows(path)):
+            yield Record(index, where, obj)
+        return
     if is_jsonl(path):
         for index, (lineno, obj) in enumerate(iter_jsonl(path)):
             yield Record(index, f"line {lineno} of {path}", obj)
@@ -77,11 +85,13 @@ def _top_level_list(obj: object, path: str | os.PathLike, list_key: str | None) 
 
 def iter_csv_rows(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line number, cells)`` for each non-empty CSV row."""
-    with open_text(path) as f:
-        reader = csv.reader(f)
+    reader = csv.reader(line for _, line in iter_lines(path))
+    try:
         for row in reader:
             if any(cell.strip() for cell in row):
                 yield reader.line_num, row
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: invalid CSV ({e})", path=path, line=reader.line_num) from None
 
 
 def take(records: Iterator[Record], limit: int | None) -> Iterator[Record]:

@@ -58,6 +58,7 @@ class SwirlMathEnv(SwirlEnv):
     """
 
     task = "math"
+    """What kind of task this env poses (``qa`` or ``math``), so callers need no isinstance test."""
 
     def __init__(
         self,

@@ -49,10 +49,13 @@ class SwirlQAEnv(SwirlEnv):
 
     ## Arguments
     ``dataset`` (``hotpotqa``, ``musique``, ``beerqa``, ``cofca``, ``bamboogle``,
-    ``2wikimultihopqa``, ``synthqa``), ``data_path`` (a file in the official format; default
-    under ``$SWIRL_DATA_DIR``), ``split``, ``questions`` (use these instead of loading),
+    ``2wikimultihopqa``, ``synthqa``), ``data_path`` (a file in the official format or the Hugging
+    Face schema as JSON, Parquet or Arrow; default under ``$SWIRL_DATA_DIR``), ``split`` (default:
+    the evaluation split, :func:`swirl_env.cards.eval_split`), ``questions`` (use these instead of loading),
     ``corpus`` (a ``{title, text}`` JSONL path, or ``"questions"`` for the questions' own
-    paragraphs; default per dataset), ``tools`` (``("search",)``; add ``"calculator"``),
+    paragraphs; default per dataset, see ``docs/envs.md``: the shared Wikipedia corpus covers
+    HotpotQA only, and the env warns once when it does not cover the questions), ``tools``
+    (``("search",)``; add ``"calculator"``),
     ``top_k`` (5), ``max_steps`` (5), ``reward_metric``, ``render_mode`` (``"ansi"``).
 
     ## Version History
@@ -67,6 +70,7 @@ class SwirlQAEnv(SwirlEnv):
     """
 
     task = "qa"
+    """What kind of task this env poses (``qa`` or ``math``), so callers need no isinstance test."""
 
     def __init__(
         self,

@@ -88,6 +88,8 @@ def test_musique_with_paragraphs():
         supporting = {p.title for p in q.paragraphs if p.is_supporting}
         assert all(h.paragraph_title in supporting for h in q.hops), q.id
         assert q.type == q.id.split("__")[0]
+        # the data marks supporting paragraphs: episodes report them as supporting facts, not ()
+        assert {title for title, _ in q.supporting_facts} == supporting and q.supporting_facts, q.id
     assert any("#1" in h.question for q in qs for h in q.hops)
 
 

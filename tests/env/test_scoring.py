@@ -6,8 +6,13 @@ import random
 from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from swirl_env.data.paths import iter_jsonl, read_json
+from swirl_env.fuzz import scoring as scoring_fuzz
+from swirl_env.fuzz.core import FAILURES
+from swirl_env.fuzz.scoring import WRAPPERS, written
 from swirl_env.scoring import (
     exact_match,
     f1_score,
@@ -83,10 +88,58 @@ def test_qa_scores_take_the_best_alias_and_refuse_a_bare_string():
         ("x = -3", -3),
         ("1/3 ≈ 0.3333333333", Fraction(3333333333, 10**10)),  # a calculator result: its decimal
         ("", None), ("none", None), ("five", None), ("1/0", None), ("1e99999", None),
+        # a grouped number followed by the sentence's own comma (was read as 1)
+        ("1,080,", 1080), ("$1,080, in total", 1080), ("-1,080,", -1080), ("1,080,000,", 1080000),
+        ("12,345.67, roughly", Fraction(1234567, 100)), ("($1,080).", 1080), ("1,080;", 1080),
+        ("-$1,080", -1080), ("$-1,080", -1080), ("-€3.50", Fraction(-7, 2)),
+        ("1,0800", 1),  # not a grouped number: its first digits only, never 10800 or 1080
     ],
 )
 def test_parse_number_table(text, value):
     assert parse_number(text) == value
+
+
+@given(
+    st.integers(-10**9, 10**9),
+    st.sampled_from([0, Fraction(1, 2), Fraction(1, 4), Fraction(3, 100)]),
+    st.booleans(),
+    st.sampled_from(WRAPPERS),
+)
+def test_a_correct_answer_in_common_wrapping_scores_one(whole, cents, grouped, wrapper):
+    value = whole + (cents if whole >= 0 else -cents)
+    answer = wrapper.format(written(value, grouped))
+    assert parse_number(answer) == value, answer
+    assert math_scores(answer, [written(value, not grouped)]) == {"exact_match": 1.0}, answer
+    assert numeric_match(answer, str(value + 1)) == 0.0
+
+
+@given(st.integers(1000, 10**15), st.sampled_from(WRAPPERS))
+def test_thousands_grouped_numbers_read_whole(n, wrapper):
+    assert parse_number(wrapper.format(f"{n:,}")) == n
+    assert parse_number(f"I had 3 apples, then {n:,}, in total.") == n  # the last number, whole
+
+
+@given(st.text(max_size=60))
+def test_parse_number_never_raises_and_numeric_match_is_symmetric_on_numbers(text):
+    value = parse_number(text)
+    assert value is None or isinstance(value, Fraction)
+    if value is not None:
+        assert numeric_match(text, str(value)) == numeric_match(str(value), text) == 1.0
+
+
+@given(st.randoms(use_true_random=False))
+def test_fuzzed_answers_score_as_they_must(rng):
+    case = scoring_fuzz.random_case(rng)
+    assert scoring_fuzz.check_scores(case, bound=float("inf")).kind not in FAILURES, case
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_qa_scores_are_bounded_and_exact_match_implies_full_f1(prediction, gold):
+    scores = qa_scores(prediction, [gold])
+    assert 0.0 <= scores["f1"] <= 1.0 and scores["exact_match"] in (0.0, 1.0)
+    if scores["exact_match"] == 1.0 and normalize_answer(gold):
+        assert scores["f1"] == 1.0
+    assert normalize_answer(normalize_answer(prediction)) == normalize_answer(prediction)
 
 
 @pytest.mark.parametrize(
@@ -166,6 +219,9 @@ def test_gsm8k_golds_parse_and_match_themselves(relpath):
         assert numeric_match(gold + ".0", gold) == 1.0, gold
         assert numeric_match(f"The answer is ${gold}.", gold) == 1.0, gold
         assert numeric_match(str(parse_number(gold) + 1), gold) == 0.0, gold
+    for gold in golds[:: 1 if relpath.endswith(".jsonl") else 5]:  # grouped, then wrapped: 1,080, -> 1080
+        grouped = f"{int(parse_number(gold)):,}"
+        assert all(numeric_match(wrapper.format(grouped), gold) == 1.0 for wrapper in WRAPPERS), gold
     with_separators = [g for g in golds if "," in g]
     assert all(numeric_match(g.replace(",", ""), g) == 1.0 for g in with_separators)
     # README: 93 golds have thousands separators (measured: 14 in test, 79 in train).

@@ -324,11 +324,10 @@ def cmd_train(c, transitions: str) -> int:
 def cmd_evaluate(c: EvaluateConfig) -> int:
     from swirl_agents.agents.factory import make_agent
     from swirl_agents.evaluate import evaluate
-    from swirl_agents.pipeline.config import PipelineConfig
-    from swirl_agents.pipeline.stages import eval_split
     from swirl_agents.runinfo import write_run_info
+    from swirl_env.cards import eval_split
 
-    envs = [_env(e, c.split or eval_split(PipelineConfig(envs=(e,)), e), c.env_kwargs) for e in c.env]
+    envs = [_env(e, c.split or eval_split(e), c.env_kwargs) for e in c.env]
     agent = make_agent(c.agent, envs[0], seed=c.seed, temperature=c.temperature, max_new_tokens=c.max_new_tokens,
                        batch_size=c.batch_size)
     run = write_run_info(c.run_dir, c)

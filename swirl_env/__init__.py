@@ -30,12 +30,22 @@ ENV_IDS = {
 }
 
 
+DEFAULT_KWARGS = {
+    "SwirlSynthQA-v0": {"top_k": 2},
+    "SwirlSynthMath-v0": {"max_steps": 6},
+}
+"""The built-in world's own settings: two passages per search (a question's two articles are usually both found)
+and six steps for its maths problems (at most five calculations and the answer). Every caller (the CLI, the
+pipeline, a user's ``gym.make``) gets the same env."""
+
+
 def register_envs() -> None:
     """Register every swirl env id with Gymnasium (idempotent; also the package's gymnasium entry point)."""
     for env_id, (entry_point, dataset) in ENV_IDS.items():
         if env_id not in registry:
             # The step limit lives in the env (max_steps), which puts gold info in the final step's info.
-            register(id=env_id, entry_point=entry_point, kwargs={"dataset": dataset}, disable_env_checker=True)
+            register(id=env_id, entry_point=entry_point, kwargs={"dataset": dataset, **DEFAULT_KWARGS.get(env_id, {})},
+                     disable_env_checker=True)
 
 
 register_envs()

@@ -153,13 +153,10 @@ def _applies(arm: str, p: PipelineConfig) -> bool:
 
 
 def _task(env_id: str) -> str:
-    """The task an env id declares (its class's ``task``), without building the env."""
-    import gymnasium as gym
-    from gymnasium.envs.registration import load_env_creator
+    """The task an env id declares (its card), without building the env."""
+    from swirl_env.cards import card
 
-    import swirl_env  # noqa: F401
-
-    return load_env_creator(gym.spec(env_id).entry_point).task
+    return card(env_id).task
 
 
 def arm_transitions(arm: str, episodes: list, judgments: dict, seed: int) -> list:

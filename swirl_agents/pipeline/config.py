@@ -25,23 +25,15 @@ from swirl_agents.training.config import TrainConfig
 DEFAULT_ENVS = ("SwirlSynthQA-v0", "SwirlSynthMath-v0")
 STRATEGIES = ("none", "outcome", "process", "process+outcome")
 
-DEFAULT_ENV_KWARGS: dict[str, dict[str, Any]] = {
-    "SwirlSynthQA-v0": {"top_k": 2},
-    "SwirlSynthMath-v0": {"max_steps": 6},
-}
-"""Env arguments that keep the built-in world's contexts short for a small model: two passages per search (the
-question's two articles are usually both found), six steps for its maths problems (at most five calculations and
-the answer)."""
-
-
 def env_kwargs_for(env_id: str, overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The pipeline's arguments for ``env_id`` (:data:`DEFAULT_ENV_KWARGS`) updated by ``overrides[env_id]``.
+    """``gym.make`` arguments for ``env_id`` beyond its registered defaults: ``overrides[env_id]`` (the
+    ``--env-kwargs`` of ``swirl pipeline``, ``generate`` and ``evaluate``, one format everywhere).
 
     Example:
         >>> env_kwargs_for("SwirlSynthQA-v0", {"SwirlSynthQA-v0": {"max_steps": 4}})
-        {'top_k': 2, 'max_steps': 4}
+        {'max_steps': 4}
     """
-    return {**DEFAULT_ENV_KWARGS.get(env_id, {}), **(overrides or {}).get(env_id, {})}
+    return dict((overrides or {}).get(env_id, {}))
 
 
 @dataclass

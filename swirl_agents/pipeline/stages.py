@@ -285,13 +285,9 @@ def eval_split(config: PipelineConfig, env_id: str) -> str:
         >>> [eval_split(PipelineConfig(), e) for e in ("SwirlSynthQA-v0", "SwirlHotpot-v0", "SwirlGSM8K-v0")]
         ['test', 'dev', 'test']
     """
-    from swirl_env.data.loaders import DATASETS
+    from swirl_env.cards import eval_split as held_out
 
-    if config.eval_split:
-        return config.eval_split
-    dataset = gym.registry[env_id].kwargs.get("dataset", "")
-    # The built-in world's env default is its train split (for play); its held-out questions are "test".
-    return next(iter(DATASETS[dataset])) if dataset in DATASETS else "test"
+    return config.eval_split or held_out(env_id)
 
 
 def round_questions(config: PipelineConfig, env: gym.Env, r: int) -> list[str]:

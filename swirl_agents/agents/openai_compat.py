@@ -1,9 +1,26 @@
 """An agent (and text generator) for any OpenAI-compatible HTTP server: vLLM, SGLang, llama.cpp, swirl's own.
 
 This is how generation scales past one machine: run a server per GPU and point many agents at it.
-Requests run concurrently (asyncio + httpx, at most ``concurrency`` in flight), are retried with
-exponential backoff on connection errors, timeouts, HTTP 429 and 5xx, and fail with a message that
-says how to start a server.
+Requests run concurrently (asyncio + httpx, at most ``concurrency`` in flight). Each HTTP attempt
+has a wall-clock deadline (``timeout``: connecting, waiting and reading the whole reply, so a server
+that drips bytes cannot hold a call open) and a size cap (``max_response_bytes``, read as a stream
+that stops at the cap). Connection errors, deadlines, HTTP 408/409/429/5xx and replies that are not
+JSON are retried with exponential backoff, or after the server's ``Retry-After`` (capped at
+``max_retry_after``); any other malformed reply (wrong types, missing fields, no choices) and any
+other 4xx fail at once. Every failure is a :class:`ServerError` naming the server URL.
+
+A request that still fails does not end a run: :meth:`OpenAICompatAgent.step_batch` gives that row
+``StepOutput(text="", fault=...)`` (the rollout records it and goes on) and
+:meth:`~OpenAICompatAgent.generate_results` does the same for judges; ``act``, ``act_batch`` and
+``generate`` raise for direct callers.
+
+**Context length.** The agent asks the server for its context length (``max_model_len`` in
+``GET /v1/models``, as vLLM and swirl's server report it). A context that would not fit with
+``max_tokens`` more keeps its instructions, its question and its most recent steps, the oldest
+dropped first (measured with the server's ``POST /tokenize`` when it has one, else with a
+conservative character estimate); a server that still answers HTTP 400 "maximum context length"
+gets the context shrunk to a byte-safe size and retried once. What was dropped is recorded in the
+step's ``meta["context_cut"]``.
 
 Servers drop the stop string from the text they return; :func:`restore_stop` puts it back (from
 vLLM's ``stop_reason`` when the server sends one, else by closing the action tag the text opened),
@@ -13,24 +30,47 @@ so a step reads exactly as it would from :class:`~swirl_agents.agents.hf.Transfo
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import json
+import math
 import re
 import threading
+import time
 import weakref
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from swirl_env.actions import STOP_STRINGS, truncate_at_action
-from swirl_env.context import Context
+from swirl_env.context import Context, Turn, safe_text
+from swirl_agents.agents.base import StepOutput
 from swirl_agents.agents.hf import Prompt, cut_at_stop
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+CONTEXT_ERROR = re.compile(r"maximum context length|context_length_exceeded", re.IGNORECASE)
+"""How a server says a prompt is longer than its context (vLLM, OpenAI, swirl's server)."""
+CHARS_PER_TOKEN = 2.0
+"""Characters per token assumed when the server cannot count: half of what English BPE text gets."""
+MESSAGE_TOKENS = 8
+"""Tokens a chat template may add per message (role markers), an upper estimate."""
+LABEL_ALTERNATIVES = 20
+"""Alternatives per token :meth:`OpenAICompatAgent.label_logprobs` asks for (vLLM's default maximum)."""
 _LAST_OPEN = re.compile(r"<(search_query|math_exp|answer)>(?!.*</\1>)", re.S)
+_LIMIT_IN_MESSAGE = re.compile(r"maximum context length is (\d+)", re.IGNORECASE)
 
 
 class ServerError(ConnectionError):
-    """The server could not be reached, or kept failing, after every retry."""
+    """The server could not be reached, kept failing, or answered with something no retry can fix."""
+
+
+class ContextTooLong(ServerError):
+    """The server refused a prompt as longer than its context (HTTP 400 "maximum context length")."""
+
+
+class _Transient(Exception):
+    """A failed attempt that another attempt may fix."""
 
 
 def restore_stop(text: str, finish_reason: str | None, stop: Sequence[str], stop_reason: Any = "") -> str:
@@ -58,6 +98,127 @@ def restore_stop(text: str, finish_reason: str | None, stop: Sequence[str], stop
     return text
 
 
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP-date); ``None`` if absent or unreadable.
+
+    Example:
+        >>> retry_after_seconds("2")
+        2.0
+        >>> retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0)  # 10 s before that date
+        10.0
+        >>> retry_after_seconds("soon") is None, retry_after_seconds(None) is None
+        (True, True)
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def estimate_tokens(prompt: Prompt, *, strict: bool = False) -> int:
+    """A token count for ``prompt`` that errs high: ``CHARS_PER_TOKEN`` characters a token, or with ``strict``
+    one token per UTF-8 byte (a bound for byte-level tokenizers), plus ``MESSAGE_TOKENS`` per chat message.
+
+    Example:
+        >>> estimate_tokens("a" * 100), estimate_tokens("a" * 100, strict=True)
+        (50, 100)
+        >>> estimate_tokens([{"role": "user", "content": "a" * 100}])
+        66
+    """
+    texts = [prompt] if isinstance(prompt, str) else [str(m.get("content", "")) for m in prompt]
+    extra = 0 if isinstance(prompt, str) else MESSAGE_TOKENS * (len(prompt) + 1)
+    if strict:
+        return extra + sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+    return extra + math.ceil(sum(len(t) for t in texts) / CHARS_PER_TOKEN)
+
+
+def fit_context(context: Context, keep_steps: int, result_chars: int | None = None) -> Context:
+    """``context`` with only its last ``keep_steps`` steps; with ``result_chars`` the last kept result is cut to
+    its first ``result_chars`` characters (a search result's best passages come first).
+
+    Example:
+        >>> c = Context("Task.", "Q?").with_step("s1", "r1").with_step("s2", "result two")
+        >>> [t.text for t in fit_context(c, 1).steps], fit_context(c, 1, 6).steps[-1].result
+        (['s2'], 'result')
+    """
+    steps = context.steps[len(context.steps) - keep_steps:] if keep_steps else ()
+    if result_chars is not None and steps and steps[-1].result is not None:
+        last = steps[-1]
+        steps = (*steps[:-1], Turn(last.text, last.result[:result_chars]))
+    return Context(context.instructions, context.question, tuple(steps))
+
+
+def choice_text(body: Any, chat: bool, url: str) -> tuple[str, str | None, Any]:
+    """``(text, finish_reason, stop_reason)`` of a reply's first choice; :class:`ServerError` naming ``url`` for
+    any other shape (``stop_reason`` is ``""`` when the server sends none).
+
+    Example:
+        >>> choice_text({"choices": [{"text": "hi", "finish_reason": "length"}]}, False, "http://h/v1/completions")
+        ('hi', 'length', '')
+        >>> choice_text({"choices": []}, False, "http://h/v1/completions")
+        Traceback (most recent call last):
+        ...
+        swirl_agents.agents.openai_compat.ServerError: http://h/v1/completions sent a malformed reply: expected a non-empty 'choices' list, actual {"choices": []}; is it an OpenAI-compatible server?
+    """
+    def malformed(expected: str) -> ServerError:
+        return ServerError(f"{url} sent a malformed reply: expected {expected}, actual {json.dumps(body)[:300]}; "
+                           "is it an OpenAI-compatible server?")
+
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise malformed("a non-empty 'choices' list")
+    choice = choices[0]
+    message = choice.get("message") if chat else choice
+    key = "content" if chat else "text"
+    if not isinstance(message, dict) or key not in message:
+        raise malformed("choices[0].message.content" if chat else "choices[0].text")
+    text = "" if message[key] is None else message[key]
+    if not isinstance(text, str):
+        raise malformed(f"a string choices[0].{'message.content' if chat else 'text'}")
+    finish = choice.get("finish_reason")
+    if finish is not None and not isinstance(finish, str):
+        raise malformed("a string choices[0].finish_reason")
+    return safe_text(text), finish, choice.get("stop_reason", "")
+
+
+def next_token_alternatives(body: Any, chat: bool, url: str) -> dict[str, float]:
+    """The first generated token's alternatives ``{token text: log-probability}`` from a reply with logprobs.
+
+    Tokens that decode to the same text are merged (their probabilities added).
+    """
+    def malformed(expected: str) -> ServerError:
+        return ServerError(f"{url} sent no usable logprobs: expected {expected}, actual {json.dumps(body)[:300]}; "
+                           "does the server support logprobs?")
+
+    choices = body.get("choices") if isinstance(body, dict) else None
+    lp = choices[0].get("logprobs") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+    if chat:
+        content = lp.get("content") if isinstance(lp, dict) else None
+        if not isinstance(content, list) or not content or not isinstance(content[0], dict):
+            raise malformed("choices[0].logprobs.content[0].top_logprobs")
+        listed = content[0].get("top_logprobs") or []
+        pairs = [(a.get("token"), a.get("logprob")) for a in listed if isinstance(a, dict)]
+    else:
+        tops = lp.get("top_logprobs") if isinstance(lp, dict) else None
+        if not isinstance(tops, list) or not tops or not isinstance(tops[0], dict):
+            raise malformed("choices[0].logprobs.top_logprobs[0]")
+        pairs = list(tops[0].items())
+    out: dict[str, float] = {}
+    for token, logprob in pairs:
+        if not isinstance(token, str) or isinstance(logprob, bool) or not isinstance(logprob, (int, float)):
+            raise malformed("token strings with numeric log-probabilities")
+        out[token] = float(logprob) if token not in out else float(math.log(math.exp(out[token]) + math.exp(logprob)))
+    return out
+
+
 def run_sync(coro: Coroutine) -> Any:
     """Run ``coro`` to completion from synchronous code, also when an event loop already runs (notebooks)."""
     try:
@@ -80,6 +241,15 @@ def run_sync(coro: Coroutine) -> Any:
     return result["value"]
 
 
+@dataclass
+class _Session:
+    """One event loop's HTTP client, its limit on requests in flight, and a lock for asking the server once."""
+
+    client: httpx.AsyncClient
+    slots: asyncio.Semaphore
+    probe: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class OpenAICompatAgent:
     """A policy (and text generator) served over the OpenAI HTTP API.
 
@@ -91,11 +261,15 @@ class OpenAICompatAgent:
             ``/v1/completions`` with the context string as the prompt.
         max_tokens, temperature, top_p: Generation settings for each step.
         concurrency: Most requests in flight at once.
-        timeout: Seconds per request.
+        timeout: Wall-clock seconds for one HTTP attempt, reply included. A request takes at most
+            ``max_retries * timeout`` plus the waits between attempts.
         max_retries: Tries per request before giving up.
         backoff: Seconds before the first retry, doubled after each.
         seed: Request ``i`` of this agent is sent with seed ``seed + i`` (reproducible on servers
             that honour it, while the samples of one context still differ).
+        context_length: The server's context in tokens; ``None`` asks the server (``max_model_len``).
+        max_response_bytes: Largest reply read; a larger one is a :class:`ServerError`.
+        max_retry_after: Longest wait a server's ``Retry-After`` can impose, in seconds.
 
     Example:
         >>> agent = OpenAICompatAgent("http://127.0.0.1:8000/v1", "my-model")
@@ -105,37 +279,51 @@ class OpenAICompatAgent:
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, chat: bool = True,
                  max_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0, concurrency: int = 16,
-                 timeout: float = 60.0, max_retries: int = 3, backoff: float = 0.5, seed: int | None = None):
-        if concurrency < 1 or max_retries < 1:
-            raise ValueError(f"expected concurrency >= 1 and max_retries >= 1, actual {concurrency}, {max_retries}")
+                 timeout: float = 60.0, max_retries: int = 3, backoff: float = 0.5, seed: int | None = None,
+                 context_length: int | None = None, max_response_bytes: int = 8 << 20, max_retry_after: float = 60.0):
+        if concurrency < 1 or max_retries < 1 or timeout <= 0 or max_response_bytes < 1:
+            raise ValueError("expected concurrency >= 1, max_retries >= 1, timeout > 0 and max_response_bytes >= 1, "
+                             f"actual {concurrency}, {max_retries}, {timeout}, {max_response_bytes}")
         self.base_url, self.model, self.name = base_url.rstrip("/"), model, f"openai:{model}"
         self.chat, self.max_tokens, self.temperature, self.top_p = chat, max_tokens, temperature, top_p
         self.concurrency, self.timeout, self.max_retries, self.backoff = concurrency, timeout, max_retries, backoff
+        self.max_response_bytes, self.max_retry_after = max_response_bytes, max_retry_after
         self.seed, self._requests = seed, 0
+        self.context_length, self._asked = context_length, context_length is not None
+        self._tokenize: bool | None = None  # whether the server has POST /tokenize (None: not tried yet)
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # --- the agent ---------------------------------------------------------------------------
 
     def act(self, observation: str) -> str:
-        """The next step for one context."""
+        """The next step for one context; :class:`ServerError` if the server failed after every retry."""
         return self.act_batch([observation])[0]
 
     async def aact(self, observation: str) -> str:
         """The next step for one context, awaitable; concurrent calls share the ``concurrency`` limit."""
-        client, sem = self._loop_client()
-        return await self._step(client, sem, observation, self._next_seed())
+        return _raise_faults([await self._step(self._loop_session(), observation, self._next_seed())])[0]
 
     async def aclose(self) -> None:
         """Close the HTTP client that :meth:`aact` keeps for the running event loop."""
-        state = self._per_loop.pop(asyncio.get_running_loop(), None)
-        if state is not None:
-            await state[0].aclose()
+        session = self._per_loop.pop(asyncio.get_running_loop(), None)
+        if session is not None:
+            await session.client.aclose()
 
     def act_batch(self, observations: Sequence[str]) -> list[str]:
-        """The next step for each context, with up to ``concurrency`` requests in flight."""
+        """The next step for each context; :class:`ServerError` if any request failed after every retry."""
+        return _raise_faults(self.step_batch(observations))
+
+    def step_batch(self, observations: Sequence[str]) -> list[StepOutput]:
+        """The next step for each context, up to ``concurrency`` requests in flight; a request that failed after
+        every retry gives its row ``StepOutput(text="", fault=<why, naming the server>)``, the others unaffected.
+        """
         seeds = [self._next_seed() for _ in observations]
-        return run_sync(self._batch(lambda c, s, i: self._step(c, s, observations[i], seeds[i]), len(observations)))
+        return run_sync(self._gather(lambda s, i: self._step(s, observations[i], seeds[i]), len(observations)))
+
+    def context_limit(self) -> int | None:
+        """The server's context length in tokens (asked once: ``max_model_len`` of ``GET /models``), or ``None``."""
+        return run_sync(self._gather(lambda s, _: self._limit(s), 1))[0]
 
     # --- the text generator ------------------------------------------------------------------
 
@@ -143,78 +331,305 @@ class OpenAICompatAgent:
                  stop: Sequence[str] | None = None) -> list[str]:
         """Continue each prompt: a string via ``/v1/completions``, chat messages via ``/v1/chat/completions``.
 
-        Each output is cut just after the first of ``stop`` (kept in the output).
+        Each output is cut just after the first of ``stop`` (kept in the output). A prompt that failed
+        after every retry raises :class:`ServerError`; :meth:`generate_results` reports it per prompt instead.
         """
+        return _raise_faults(self.generate_results(prompts, max_new_tokens=max_new_tokens, stop=stop))
+
+    def generate_results(self, prompts: Sequence[Prompt], *, max_new_tokens: int | None = None,
+                         stop: Sequence[str] | None = None) -> list[StepOutput]:
+        """:meth:`generate`, one :class:`StepOutput` per prompt: its text, or ``fault`` saying why the server failed."""
         seeds = [self._next_seed() for _ in prompts]
+        n_new, stops = max_new_tokens or self.max_tokens, list(stop or ())
 
-        async def one(client: httpx.AsyncClient, sem: asyncio.Semaphore, i: int) -> str:
-            return await self._complete(client, sem, prompts[i], max_new_tokens or self.max_tokens,
-                                        list(stop or ()), seeds[i])
+        async def one(session: _Session, i: int) -> StepOutput:
+            try:
+                return StepOutput(await self._complete(session, prompts[i], n_new, stops, seeds[i]))
+            except ServerError as e:
+                return StepOutput("", fault=str(e))
 
-        return run_sync(self._batch(one, len(prompts)))
+        return run_sync(self._gather(one, len(prompts)))
 
-    # --- internals -----------------------------------------------------------------------------
+    def label_logprobs(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[dict[str, float]]:
+        """The log-probability of each label as the next token(s) after each prompt (``-inf``: not among them).
+
+        One request per prompt with ``max_tokens=1`` and the top ``LABEL_ALTERNATIVES`` log-probabilities; a
+        label that is one token is read off that list. A label the model writes as several tokens (" BAD" is
+        " B" + "AD" for SmolLM2) is followed from each listed token that starts it, with one more request
+        per such prefix (string prompts only); the tokenisations found are summed. Raises :class:`ServerError`.
+
+        Example:
+            >>> OpenAICompatAgent("http://127.0.0.1:8000/v1", "m").label_logprobs([], [" GOOD", " BAD"])
+            []
+        """
+        async def one(session: _Session, i: int) -> dict[str, float]:
+            tops: dict[str, dict[str, float]] = {}
+            return {label: await self._label_logprob(session, prompts[i], "", label, tops) for label in labels}
+
+        return run_sync(self._gather(one, len(prompts)))
+
+    # --- steps and context length --------------------------------------------------------------
+
+    async def _step(self, session: _Session, observation: str, seed: int | None) -> StepOutput:
+        """One step, or a fault; a prompt the server finds too long is shrunk to a byte-safe size and sent once more."""
+        try:
+            prompt, meta = await self._fit(session, observation, strict=False)
+            try:
+                text = await self._complete(session, prompt, self.max_tokens, list(STOP_STRINGS), seed)
+            except ContextTooLong as e:
+                learned = _LIMIT_IN_MESSAGE.search(str(e))
+                if learned:
+                    self.context_length, self._asked = int(learned.group(1)), True
+                if self.context_length is None:
+                    raise
+                prompt, meta = await self._fit(session, observation, strict=True)
+                text = await self._complete(session, prompt, self.max_tokens, list(STOP_STRINGS), seed)
+        except ServerError as e:
+            return StepOutput("", fault=str(e))
+        return StepOutput(truncate_at_action(text), meta)
+
+    def _prompt(self, context: Context) -> Prompt:
+        return context.messages() if self.chat else context.render()
+
+    async def _fit(self, session: _Session, observation: str, strict: bool) -> tuple[Prompt, dict]:
+        """The prompt for ``observation`` that fits the server's context with ``max_tokens`` more, and what was cut.
+
+        Oldest steps go first; when even the last step alone is too long, its result is cut to its start.
+        ``strict`` measures by :func:`estimate_tokens` with ``strict=True`` instead of asking the server.
+        """
+        try:
+            context = Context.parse(observation)
+        except ValueError:  # not a swirl context: sent as it is
+            return (observation if not self.chat else [{"role": "user", "content": observation}]), {}
+        limit = await self._limit(session)
+        prompt = self._prompt(context)
+        if limit is None or estimate_tokens(prompt, strict=True) <= limit - self.max_tokens:
+            return prompt, {}
+        budget = limit - self.max_tokens
+
+        async def fits(c: Context) -> bool:
+            p = self._prompt(c)
+            return (estimate_tokens(p, strict=True) if strict else await self._count(session, p)) <= budget
+
+        if await fits(context):
+            return prompt, {}
+        steps = len(context.steps)
+        for keep in range(steps - 1, 0, -1):
+            if await fits(fit_context(context, keep)):
+                return self._prompt(fit_context(context, keep)), _cut(steps - keep, 0)
+        result = (context.steps[-1].result or "") if steps else ""
+        for share in (0.5, 0.25, 0.125, 0.0625):
+            cut = fit_context(context, 1, int(len(result) * share))
+            if steps and result and await fits(cut):
+                return self._prompt(cut), _cut(steps - 1, len(result) - int(len(result) * share))
+        return self._prompt(fit_context(context, 0)), _cut(steps, 0)  # the server decides; a refusal is a fault
+
+    async def _limit(self, session: _Session) -> int | None:
+        """The context length: given, or asked of the server once (``GET /models``); ``None`` if it does not say."""
+        if self._asked:
+            return self.context_length
+        async with session.probe:
+            if not self._asked:
+                try:
+                    status, data = await self._attempt(session, "GET", self.base_url + "/models", None)
+                except (_Transient, ServerError):
+                    return None  # asked again next time
+                self.context_length, self._asked = _model_limit(data if status == 200 else b"", self.model), True
+        return self.context_length
+
+    async def _count(self, session: _Session, prompt: Prompt) -> int:
+        """Tokens in ``prompt`` as the server counts them (``POST /tokenize``), else :func:`estimate_tokens`."""
+        if self._tokenize is not False:
+            payload = {"model": self.model, **({"prompt": prompt} if isinstance(prompt, str) else
+                                              {"messages": prompt, "add_generation_prompt": True})}
+            try:
+                status, data = await self._attempt(session, "POST", self.base_url.removesuffix("/v1") + "/tokenize",
+                                                   payload)
+            except (_Transient, ServerError):
+                return estimate_tokens(prompt)
+            count = _token_count(data) if status == 200 else None
+            self._tokenize = count is not None
+            if count is not None:
+                return count
+        return estimate_tokens(prompt)
+
+    async def _label_logprob(self, session: _Session, prompt: Prompt, written: str, label: str,
+                             tops: dict[str, dict[str, float]]) -> float:
+        """log P(the tokens after ``prompt + written`` spell ``label``), over the tokenisations the top lists hold."""
+        if written not in tops:
+            tops[written] = await self._alternatives(session, prompt if not written else prompt + written)
+        paths = [lp for token, lp in tops[written].items() if token == label]
+        for token, lp in tops[written].items():
+            if token and len(token) < len(label) and label.startswith(token):
+                if not isinstance(prompt, str):
+                    raise ValueError(f"expected labels of one token for chat prompts, actual {label!r} starting with "
+                                     f"the token {token!r}: pass string prompts or single-token labels")
+                rest = await self._label_logprob(session, prompt, written + token, label[len(token):], tops)
+                paths.append(lp + rest)
+        paths = [p for p in paths if p > -math.inf]
+        if not paths:
+            return -math.inf
+        top = max(paths)
+        return top + math.log(sum(math.exp(p - top) for p in paths))
+
+    async def _alternatives(self, session: _Session, prompt: Prompt) -> dict[str, float]:
+        chat = not isinstance(prompt, str)
+        payload: dict[str, Any] = {"model": self.model, "max_tokens": 1, "temperature": 0.0}
+        if chat:
+            payload.update(messages=prompt, logprobs=True, top_logprobs=LABEL_ALTERNATIVES)
+        else:
+            payload.update(prompt=prompt, logprobs=LABEL_ALTERNATIVES)
+        path = "/chat/completions" if chat else "/completions"
+        body = await self._post(session, path, payload)
+        return next_token_alternatives(body, chat, self.base_url + path)
+
+    # --- HTTP --------------------------------------------------------------------------------
 
     def _next_seed(self) -> int | None:
         self._requests += 1
         return None if self.seed is None else self.seed + self._requests - 1
 
-    def _new_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self.timeout, headers=self._headers,
-                                 limits=httpx.Limits(max_connections=self.concurrency))
+    def _new_session(self) -> _Session:
+        client = httpx.AsyncClient(timeout=self.timeout, headers=self._headers,
+                                   limits=httpx.Limits(max_connections=self.concurrency))
+        return _Session(client, asyncio.Semaphore(self.concurrency))
 
-    def _loop_client(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    def _loop_session(self) -> _Session:
         loop = asyncio.get_running_loop()
         if loop not in self._per_loop:
-            self._per_loop[loop] = (self._new_client(), asyncio.Semaphore(self.concurrency))
+            self._per_loop[loop] = self._new_session()
         return self._per_loop[loop]
 
-    async def _batch(self, one: Any, n: int) -> list[Any]:
-        sem = asyncio.Semaphore(self.concurrency)
-        async with self._new_client() as client:
-            return list(await asyncio.gather(*(one(client, sem, i) for i in range(n))))
+    async def _gather(self, one: Callable[[_Session, int], Coroutine], n: int) -> list[Any]:
+        session = self._new_session()
+        async with session.client:
+            return list(await asyncio.gather(*(one(session, i) for i in range(n))))
 
-    async def _step(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, observation: str,
-                    seed: int | None) -> str:
-        prompt: Prompt = Context.parse(observation).messages() if self.chat else observation
-        return truncate_at_action(await self._complete(client, sem, prompt, self.max_tokens, list(STOP_STRINGS), seed))
-
-    async def _complete(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, prompt: Prompt,
-                        max_tokens: int, stop: list[str], seed: int | None) -> str:
+    async def _complete(self, session: _Session, prompt: Prompt, max_tokens: int, stop: list[str],
+                        seed: int | None) -> str:
         chat = not isinstance(prompt, str)
         payload: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens, "temperature": self.temperature,
-                                   "top_p": self.top_p, "n": 1, ("messages" if chat else "prompt"): prompt}
+                                   "top_p": self.top_p, ("messages" if chat else "prompt"): prompt}
         if stop:
             payload["stop"] = stop
         if seed is not None:
             payload["seed"] = seed
-        body = await self._post(client, sem, "/chat/completions" if chat else "/completions", payload)
-        try:
-            choice = body["choices"][0]
-            text = (choice["message"]["content"] if chat else choice["text"]) or ""
-        except (KeyError, IndexError, TypeError) as e:
-            raise ServerError(f"expected an OpenAI response with choices[0], actual {str(body)[:300]}") from e
-        text = restore_stop(text, choice.get("finish_reason"), stop, choice.get("stop_reason", ""))
-        return cut_at_stop(text, stop)[0]
+        path = "/chat/completions" if chat else "/completions"
+        text, finish, stop_reason = choice_text(await self._post(session, path, payload), chat, self.base_url + path)
+        return cut_at_stop(restore_stop(text, finish, stop, stop_reason), stop)[0]
 
-    async def _post(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, path: str, payload: dict) -> dict:
-        url, problem, reached = self.base_url + path, "", False
+    async def _post(self, session: _Session, path: str, payload: dict) -> Any:
+        """The JSON reply to ``payload``, retrying what a retry can fix; else :class:`ServerError` naming the URL."""
+        url, problem, reached, wait = self.base_url + path, "", False, 0.0
         for attempt in range(self.max_retries):
             if attempt:
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+                await asyncio.sleep(max(wait, self.backoff * 2 ** (attempt - 1)))
+            wait = 0.0
             try:
-                async with sem:
-                    response = await client.post(url, json=payload)
-            except httpx.TransportError as e:  # connection refused, timeouts, dropped connections
-                problem = f"{type(e).__name__}: {e}".rstrip(": ")
+                status, data, headers = await self._attempt(session, "POST", url, payload, with_headers=True)
+            except _Transient as e:
+                problem = str(e)
                 continue
             reached = True
-            if response.status_code < 400:
-                return response.json()
-            problem = f"HTTP {response.status_code}: {response.text[:300]}"
-            if response.status_code not in RETRY_STATUS:
-                raise ServerError(f"{url} rejected the request ({problem}); check the model name and settings")
+            if status < 400:
+                try:
+                    return json.loads(data)
+                except ValueError:  # a cut or garbled body (a proxy, a restart): worth another try
+                    problem = f"a reply that is not JSON: {data[:200]!r}"
+                    continue
+            message = _error_message(data)
+            if status == 400 and CONTEXT_ERROR.search(message):
+                raise ContextTooLong(f"{url} refused the prompt as longer than the model's context (HTTP 400: "
+                                     f"{message})")
+            if status not in RETRY_STATUS:
+                raise ServerError(f"{url} rejected the request (HTTP {status}: {message}); check the model name "
+                                  "and settings")
+            problem = f"HTTP {status}: {message}"
+            asked = retry_after_seconds(headers.get("retry-after"))
+            wait = min(asked, self.max_retry_after) if asked is not None else 0.0
         if reached:
             raise ServerError(f"{url} failed after {self.max_retries} tries: {problem}")
         raise ServerError(f"could not reach {self.base_url} after {self.max_retries} tries: {problem}. Is the server "
                           "running? Start one with `python -m swirl_agents.serve --model PATH`")
+
+    async def _attempt(self, session: _Session, method: str, url: str, payload: dict | None, *,
+                       with_headers: bool = False) -> tuple:
+        """One HTTP exchange under the wall-clock deadline: ``(status, body bytes[, headers])``.
+
+        :class:`_Transient` for a connection problem or the deadline; :class:`ServerError` for a reply over
+        ``max_response_bytes`` (read no further than the cap).
+        """
+        async def exchange() -> tuple:
+            async with session.client.stream(method, url, json=payload) as response:
+                return response.status_code, await self._read(response, url), response.headers
+
+        try:
+            async with session.slots:
+                status, data, headers = await asyncio.wait_for(exchange(), self.timeout)
+        except asyncio.TimeoutError:
+            raise _Transient(f"no complete reply within the {self.timeout:g} s deadline (timeout)") from None
+        except httpx.TransportError as e:  # connection refused, dropped connections, httpx's own timeouts
+            raise _Transient(f"{type(e).__name__}: {e}".rstrip(": ")) from None
+        return (status, data, headers) if with_headers else (status, data)
+
+    async def _read(self, response: httpx.Response, url: str) -> bytes:
+        cap = self.max_response_bytes
+        too_big = ServerError(f"{url} sent a reply larger than max_response_bytes={cap}; lower max_tokens or raise "
+                              "max_response_bytes if the server is right")
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise too_big
+        data = bytearray()
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) > cap:
+                raise too_big
+        return bytes(data)
+
+
+def _raise_faults(out: list[StepOutput]) -> list[str]:
+    """The texts of ``out``; the first fault raised as :class:`ServerError`."""
+    faults = [s.fault for s in out if s.fault]
+    if faults:
+        raise ServerError(faults[0] if len(out) == 1 else f"{len(faults)} of {len(out)} requests failed: {faults[0]}")
+    return [s.text for s in out]
+
+
+def _cut(steps: int, result_chars: int) -> dict:
+    return {"context_cut": {"dropped_steps": steps, "result_chars_dropped": result_chars}}
+
+
+def _error_message(data: bytes) -> str:
+    """The message of an error reply: OpenAI's ``error.message`` (or ``detail``), else the start of the body."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return data[:300].decode("utf-8", "replace")
+    error = body.get("error", body.get("detail")) if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    return str(message if message is not None else body)[:300]
+
+
+def _model_limit(data: bytes, model: str) -> int | None:
+    """The context length ``GET /models`` reports for ``model`` (``max_model_len``, or ``context_length``)."""
+    try:
+        entries = json.loads(data).get("data")
+    except (ValueError, AttributeError):
+        return None
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and entry.get("id") == model:
+            limit = entry.get("max_model_len", entry.get("context_length"))
+            return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
+    return None
+
+
+def _token_count(data: bytes) -> int | None:
+    """``count`` (or the number of ``tokens``) of a ``/tokenize`` reply; ``None`` when it is not one."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    count = body.get("count", len(body["tokens"]) if isinstance(body.get("tokens"), list) else None)
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None

@@ -219,6 +219,41 @@ class TransformersAgent:
             self._remember_step(prompt + c.raw_text, c.token_ids)
         return [StepOutput(c.raw_text, {}, c.token_ids, self.fingerprint) for c in out]
 
+    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[dict[str, float]]:
+        """log P(label | prompt) of each label (all its tokens, teacher-forced) after each raw-text prompt.
+
+        What an LLM judge needs to grade by P(GOOD) instead of parsing a reply.
+
+        Example:
+            >>> import tempfile
+            >>> from swirl_agents.tiny import make_tiny_policy
+            >>> path = make_tiny_policy(tempfile.mkdtemp(), ["Verdict: GOOD or BAD"] * 5, vocab_size=300, n_layer=1,
+            ...                         n_embd=32, n_head=2)
+            >>> scores = TransformersAgent(path).label_logprobs(["Verdict:"], [" GOOD", " BAD"])[0]
+            >>> sorted(scores), all(v < 0 for v in scores.values())
+            ([' BAD', ' GOOD'], True)
+        """
+        import torch
+
+        out = []
+        label_ids = [self.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+        with torch.inference_mode():
+            for prompt in prompts:
+                if not isinstance(prompt, str):
+                    raise TypeError("expected raw-text prompts for label_logprobs (use LLMJudge(chat=False))")
+                head = self.tokenizer(prompt)["input_ids"] or [self.tokenizer.bos_token_id or min(self._eos)]
+                rows = [head + ids for ids in label_ids]
+                width = max(map(len, rows))
+                pad = self.tokenizer.pad_token_id
+                ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.model.device)
+                logp = torch.log_softmax(self.model(input_ids=ids).logits.float(), dim=-1)  # (L, T, V)
+                scores = {}
+                for k, (label, lids) in enumerate(zip(labels, label_ids)):
+                    positions = range(len(head) - 1, len(head) - 1 + len(lids))
+                    scores[label] = float(sum(logp[k, t, tok] for t, tok in zip(positions, lids)))
+                out.append(scores)
+        return out
+
     def clear_cache(self) -> None:
         """Forget every cached prompt (the next prompts are prefilled in full)."""
         self.cache.clear()

@@ -159,6 +159,8 @@ class LLMJudge:
             raise ValueError(f"expected mode in {MODES}, actual {mode!r}")
         if mode == "logprob" and not isinstance(generator, LabelScorer):
             raise ValueError(f"mode='logprob' needs a backend with label_logprobs, actual {type(generator).__name__}")
+        if mode == "logprob" and chat:
+            raise ValueError("mode='logprob' scores the verdict right after the prompt's raw text: use chat=False")
         self.generator, self.chat, self.max_new_tokens, self.prompt, self.mode = generator, chat, max_new_tokens, prompt, mode
         self.id = f"llm:{getattr(generator, 'name', type(generator).__name__)}"
         digest = hashlib.sha256(prompt.encode()).hexdigest()[:12]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from swirl_agents.agents.hf import TransformersAgent
@@ -151,3 +153,19 @@ def test_openai_compatible_server_end_to_end(tiny_model_dir, scripted_judge_dirs
             assert sum(j.label == UNPARSEABLE for j in flat) >= len(flat) // 2
         else:
             assert {j.label for j in flat} == {expect}
+
+
+def test_logprob_mode_grades_by_the_probability_of_good(tiny_model_dir):
+    from swirl_agents.agents.hf import TransformersAgent
+    from swirl_env.context import Context
+
+    agent = TransformersAgent(tiny_model_dir)
+    judge = LLMJudge(agent, mode="logprob")
+    j = judge.judge(Context("Task.", "Who?"), "<search_query>x</search_query>")
+    prompt = judge.render(Context("Task.", "Who?"), "<search_query>x</search_query>")
+    scores = agent.label_logprobs([prompt], [" GOOD", " BAD"])[0]
+    p_good = 1 / (1 + math.exp(scores[" BAD"] - scores[" GOOD"]))
+    assert j.score == pytest.approx(p_good) and j.label == (GOOD if p_good >= 0.5 else "BAD")
+    assert judge.version.endswith("/logprob") and judge.version != LLMJudge(agent).version
+    with pytest.raises(ValueError, match="chat=False"):
+        LLMJudge(agent, mode="logprob", chat=True)

@@ -96,7 +96,7 @@ MODEL_DEFAULTS: dict[str, Any] = dict(
     env_kwargs={"SwirlHotpot-v0": {"top_k": 2, "max_result_chars": 1200, "max_steps": 4},
                 "SwirlGSM8K-v0": {"max_steps": 6}},
     warm_start_questions=60, train_questions=32, samples_per_question=4, temperature=0.7, eval_questions=40,
-    batch_size=16, max_new_tokens=64,
+    batch_size=16, max_new_tokens=64, threads=0,
 )
 """``swirl pipeline --model`` on 2 CPU cores in about 45 minutes per seed: short contexts (two passages of at most
 1,200 characters per search, four QA steps, six maths steps), 60 warm-start questions per env (HotpotQA's train file
@@ -159,8 +159,9 @@ class PipelineConfig:
     """Longest step the policy may write, in tokens."""
     device: str = ""
     """Where models run: ``cpu``, ``cuda``, ...; empty: a GPU when there is one."""
-    threads: int = 0
-    """CPU threads for torch; 0: one per core (on 2 shared cores, 1 was 1.7x faster than 2 for the tiny policy)."""
+    threads: int = 1
+    """CPU threads for torch; 0: torch's default (one per core). The tiny policy is too small to gain from more than
+    one (on 2 shared cores, 1 thread was 1.7x faster than 2); the real-model recipe uses 0."""
     progress: bool = True
     """Show progress bars and stage messages."""
     recipe: RecipeConfig = field(default_factory=RecipeConfig)

@@ -1,4 +1,4 @@
-"""Hostile-input benchmark: many generated hostile inputs at the calculator, the parser, scoring and the loaders.
+"""Hostile-input benchmark: hostile inputs and injected faults, from the tools up to the judges, servers and files.
 
     python benchmarks/hostile_bench.py [--scale 1.0] [--seed 0]
 
@@ -35,6 +35,9 @@ from swirl_env.fuzz.core import fuzz  # noqa: E402
 from swirl_env.tools.base import ToolError  # noqa: E402
 from swirl_env.tools.calculator import TIME_LIMIT, Calculator, is_cheap, parse, worker_pool  # noqa: E402
 from swirl_env.tools.sandbox import WorkerPool  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hostile_agents  # noqa: E402  (the sections above the tools: forged evidence, code, servers, data loss)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ANNOTATION = re.compile(r"<<([^=>]*)=([^>]*)>>")
@@ -134,6 +137,7 @@ def loader_fuzz(args) -> dict:
 
 SECTIONS: list[Callable[[argparse.Namespace], dict]] = [
     calculator_known_hangs, calculator_latency, calculator_fuzz, worker_kills, parser_fuzz, scoring_fuzz, loader_fuzz,
+    *hostile_agents.SECTIONS,
 ]
 """What the benchmark runs, in order; append a function to add a section."""
 
@@ -212,10 +216,14 @@ def main() -> int:
     cli = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     cli.add_argument("--scale", type=float, default=1.0, help="multiply every section's input count (default 1)")
     cli.add_argument("--seed", type=int, default=0)
+    cli.add_argument("--only", nargs="*", default=None, help="section functions to run (default all)")
+    cli.add_argument("--out", default=str(RESULTS / "hostile"), help="results path without extension")
     args = cli.parse_args()
     machine, start = _machine(), time.monotonic()
     sections = []
     for section in SECTIONS:
+        if args.only is not None and section.__name__ not in args.only:
+            continue
         began = time.monotonic()
         sections.append({**section(args), "section_wall_s": round(time.monotonic() - began, 1)})
         print(f"{sections[-1]['name']}: {sections[-1].get('tried', '-')} tried, "
@@ -229,11 +237,12 @@ def main() -> int:
         "peak_worker_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "sections": sections,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "hostile.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    (RESULTS / "hostile.md").write_text(_markdown(result))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    out.with_suffix(".md").write_text(_markdown(result))
     failures = sum(s.get("failures", 0) for s in sections)
-    print(f"{failures} failure(s); wrote {RESULTS / 'hostile.md'}", file=sys.stderr)
+    print(f"{failures} failure(s); wrote {out.with_suffix('.md')}", file=sys.stderr)
     return 1 if failures else 0
 
 

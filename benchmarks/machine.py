@@ -1,13 +1,18 @@
-"""What every benchmark records beside its numbers: the machine, its load, wall and CPU seconds."""
+"""What every benchmark records beside its numbers: the machine, its load, wall and CPU seconds, peak memory."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
+import subprocess
+import sys
+import tempfile
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 
@@ -39,3 +44,44 @@ def describe(record: dict[str, Any], info: dict[str, Any]) -> str:
     """One line for a results page: machine, load and seconds."""
     return (f"{info['cpus']} CPUs ({info['platform']}); {record['wall_seconds']:.0f} s wall, {record['cpu_seconds']:.0f} s "
             f"CPU; 1-minute load average {record['load_start']} at the start, {record['load_end']} at the end")
+
+
+RESULT_ENV = "SWIRL_BENCH_RESULT"
+"""Where a process started by :func:`run_isolated` writes its result (:func:`report`)."""
+
+
+def run_isolated(argv: list[str]) -> dict[str, Any]:
+    """Run ``python *argv`` in a process of its own; return the result it :func:`report`-ed, with ``process``: its
+    wall seconds, CPU seconds (user + system, all threads) and peak resident memory, of that process alone.
+
+    One process per measured method makes peak memory a per-method number (``ru_maxrss`` of a process only grows).
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "result.json"
+        start = time.perf_counter()
+        child = subprocess.Popen([sys.executable, *argv], env={**os.environ, RESULT_ENV: str(out)})
+        _, status, usage = os.wait4(child.pid, 0)  # the rusage of this child, not of every child so far
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        if child.returncode:
+            raise RuntimeError(f"expected {' '.join(argv)} to exit with 0, actual {child.returncode}; see its output above")
+        result = json.loads(out.read_text())
+    result["process"] = {"wall_seconds": round(wall, 1), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+                         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # Linux reports ru_maxrss in KiB
+    return result
+
+
+def report(result: dict[str, Any]) -> None:
+    """In a process started by :func:`run_isolated`: hand ``result`` (JSON-able) back to the parent."""
+    if RESULT_ENV not in os.environ:
+        raise RuntimeError(f"expected ${RESULT_ENV} (set by machine.run_isolated), actual none: run the benchmark "
+                           "without its internal --run flag")
+    Path(os.environ[RESULT_ENV]).write_text(json.dumps(result))
+
+
+MODEL_STEMS = {"smollm2-135m-instruct": "smollm2"}
+
+
+def model_stem(model: str | os.PathLike) -> str:
+    """A short results-file stem for a model: ``smollm2`` for ``smollm2-135m-instruct``, else its last path part."""
+    return MODEL_STEMS.get(os.fspath(model), Path(model).name.removesuffix(".gguf"))

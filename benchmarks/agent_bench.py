@@ -2,10 +2,23 @@
 
     python benchmarks/agent_bench.py --threads 1          # 32 SwirlSynthQA-v0 sequential episodes per policy
     python benchmarks/agent_bench.py --episodes 64 --batch-size 16 --max-new-tokens 64
+    python benchmarks/agent_bench.py --model smollm2-135m-instruct   # a real model: 16 episodes, batch 16 vs 1
+
+**A real pretrained model** (``--model``, any name :func:`swirl_agents.zoo.resolve_model` takes) plays
+the same ``--episodes`` (default ``--batch-size``) SwirlSynthQA-v0 seeds twice, greedily: ``batched``,
+``batch_size`` episodes in lockstep, one ``step_batch`` call per step; ``sequential``, one episode after
+another at batch 1. Both keep the prefix KV cache. Each mode runs in a process of its own
+(:func:`machine.run_isolated`), which gives its peak resident memory and CPU seconds; the table
+reports episodes/s and generated tokens/s per wall and per CPU second, and how many episodes came
+out identical in the two modes (greedy decoding; padding in a batch can flip a near-tie). Results
+go to ``results/agents_smollm2.json`` and ``.md`` for SmolLM2-135M-Instruct (about 10 minutes on
+2 quiet CPU cores at the defaults).
+
+**The tiny model** (no ``--model``):
 
 The same tiny model plays SwirlSynthQA-v0 episodes two ways in one run: ``batched`` keeps
-``batch_size`` envs in lockstep and asks the agent for all their steps in one ``act_batch`` call;
-``sequential`` plays one episode after another with ``act``. Each way has its own agent (and prefix
+``batch_size`` envs in lockstep and asks the agent for all their steps in one ``step_batch`` call;
+``sequential`` plays one episode after another at batch 1 (what ``act`` does). Each way has its own agent (and prefix
 cache) over the one model. The two are interleaved, the one that has used less wall time going next,
 so both see the same load from other jobs on a shared machine (see :func:`measure`). Two policies:
 
@@ -18,7 +31,7 @@ so both see the same load from other jobs on a shared machine (see :func:`measur
 Beside the throughputs it measures where the CPU goes (:func:`breakdown`): an episode's prompt work and a
 decoding step, each at batch 1 and at ``batch_size``, and one pass over an episode's last prompt.
 
-Writes ``benchmarks/results/agents.json`` and ``agents.md`` (with the command behind the numbers).
+Writes ``benchmarks/results/agents.json`` and ``agents.md`` (with the command behind the numbers; ``--name`` changes the stem).
 """
 
 from __future__ import annotations
@@ -40,11 +53,16 @@ from typing import Any, NamedTuple
 
 import gymnasium as gym
 
-import swirl_env
-import swirl_agents
-from swirl_env import context as ctx
-from swirl_agents.agents.hf import TransformersAgent
-from swirl_agents.tiny import make_tiny_policy, script_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import model_stem, report, run_isolated  # noqa: E402
+
+import swirl_env  # noqa: E402
+import swirl_agents  # noqa: E402
+from swirl_env import context as ctx  # noqa: E402
+from swirl_agents.agents.hf import TransformersAgent  # noqa: E402
+from swirl_agents.tiny import make_tiny_policy, script_model  # noqa: E402
+from swirl_agents.zoo import model_note  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCRIPT = "Find it:<search_query>capital city</search_query>"
@@ -56,8 +74,10 @@ class BenchConfig:
 
     env_id: str = "SwirlSynthQA-v0"
     """Environment whose episodes are played."""
-    episodes: int = 32
-    """Episodes per setting (each policy, batched and sequential)."""
+    model: str = ""
+    """A pretrained model (named, .gguf, folder or hub id) to measure instead of the tiny one; empty: the tiny one."""
+    episodes: int = 0
+    """Episodes per setting (each policy, batched and sequential); 0: 32, or ``batch_size`` with ``--model``."""
     batch_size: int = 16
     """Episodes in lockstep, and prompts per generate call, in the batched setting."""
     max_new_tokens: int = 64
@@ -75,7 +95,9 @@ class BenchConfig:
     seed: int = 0
     """First env seed; episode i uses seed + i."""
     policies: str = "random,scripted"
-    """Comma-separated policies to measure."""
+    """Comma-separated policies to measure (the tiny model)."""
+    name: str = ""
+    """Results file stem under benchmarks/results; empty: ``agents``, or ``agents_smollm2`` for ``--model smollm2-135m-instruct``."""
 
 
 def training_texts(n_passages: int = 400) -> list[str]:
@@ -89,22 +111,27 @@ def training_texts(n_passages: int = 400) -> list[str]:
 
 
 class Ended(NamedTuple):
-    """An episode that ended: the prompts the agent saw, step by step, and the final context."""
+    """An episode that ended: its seed, the prompts the agent saw step by step, the final context, and the tokens
+    the agent generated over the episode."""
 
+    seed: int
     prompts: list[str]
     final: str
+    tokens: int
 
 
 def play_sequential(agent: TransformersAgent, env: gym.Env, seeds: list[int]) -> Iterator[list[Ended]]:
     """Play each episode to its end, one after another; yield each episode when it ends."""
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
-        prompts, done = [], False
+        prompts, tokens, done = [], 0, False
         while not done:
             prompts.append(obs)
-            obs, _, terminated, truncated, _ = env.step(agent.act(obs))
+            step = agent.step_batch([obs])[0]
+            tokens += len(step.token_ids)
+            obs, _, terminated, truncated, _ = env.step(step.text)
             done = terminated or truncated
-        yield [Ended(prompts, obs)]
+        yield [Ended(seed, prompts, obs, tokens)]
 
 
 def play_batched(agent: TransformersAgent, envs: list[gym.Env], seeds: list[int]) -> Iterator[list[Ended]]:
@@ -116,13 +143,15 @@ def play_batched(agent: TransformersAgent, envs: list[gym.Env], seeds: list[int]
         chunk = [seeds[(start + i) % len(seeds)] for i in range(len(envs))]
         obs = {i: env.reset(seed=s)[0] for i, (env, s) in enumerate(zip(envs, chunk))}
         prompts: dict[int, list[str]] = {i: [] for i in obs}
+        tokens = dict.fromkeys(obs, 0)
         while obs:
             active, ended = sorted(obs), []
-            for i, step in zip(active, agent.act_batch([obs[i] for i in active])):
+            for i, step in zip(active, agent.step_batch([obs[i] for i in active])):
                 prompts[i].append(obs[i])
-                obs[i], _, terminated, truncated, _ = envs[i].step(step)
+                tokens[i] += len(step.token_ids)
+                obs[i], _, terminated, truncated, _ = envs[i].step(step.text)
                 if terminated or truncated:
-                    ended.append(Ended(prompts[i], obs.pop(i)))
+                    ended.append(Ended(chunk[i], prompts[i], obs.pop(i), tokens[i]))
             yield ended
 
 
@@ -168,9 +197,12 @@ def summarise(policy: str, mode: str, clock: Clock, tokenizer: Any) -> dict:
     """One row of results: throughput per wall and per CPU second, and the size of the final contexts."""
     finals = [e.final for e in clock.ended]
     tokens = [len(tokenizer(f)["input_ids"]) for f in finals]
+    generated = sum(e.tokens for e in clock.ended)
     return {"policy": policy, "mode": mode, "episodes": len(finals), "seconds": round(clock.seconds, 3),
             "episodes_per_s": round(len(finals) / clock.seconds, 4), "cpu_seconds": round(clock.cpu_seconds, 3),
-            "episodes_per_cpu_s": round(len(finals) / clock.cpu_seconds, 4),
+            "episodes_per_cpu_s": round(len(finals) / clock.cpu_seconds, 4), "generated_tokens": generated,
+            "generated_tokens_per_s": round(generated / clock.seconds, 2),
+            "generated_tokens_per_cpu_s": round(generated / clock.cpu_seconds, 2),
             "mean_final_context_chars": round(sum(map(len, finals)) / len(finals)),
             "mean_final_context_tokens": round(sum(tokens) / len(tokens))}
 
@@ -305,11 +337,11 @@ def write_markdown(report: dict, path: Path) -> None:
              f"interleaved in one process, each turn going to the one that has used less wall time: "
              f"`sequential` plays {cfg['episodes']} episodes, `batched` as many lockstep chunks as fit "
              f"in the same time.", "",
-             "| policy | mode | episodes | episodes/s | seconds | episodes per CPU-second | "
-             "final context (chars / tokens) |", "|---|---|---|---|---|---|---|"]
+             "| policy | mode | episodes | episodes/s | generated tokens/s | seconds | episodes per CPU-second | "
+             "final context (chars / tokens) |", "|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         lines.append(f"| {r['policy']} | {r['mode']} | {r['episodes']} | {r['episodes_per_s']:.2f} | "
-                     f"{r['seconds']:.1f} | {r['episodes_per_cpu_s']:.2f} | "
+                     f"{r['generated_tokens_per_s']:.0f} | {r['seconds']:.1f} | {r['episodes_per_cpu_s']:.2f} | "
                      f"{r['mean_final_context_chars']} / {r['mean_final_context_tokens']} |")
     lines += ["", "Speed-up of batched over sequential (wall clock): " +
               ", ".join(f"{p} {s:.1f}x" for p, s in report["speedup"].items()),
@@ -340,15 +372,113 @@ the rows of a forward pass run in parallel and neither bound applies; no GPU was
 run."""
 
 
-def main(argv: list[str] | None = None) -> dict:
+# --- a real pretrained model: each mode in a process of its own -----------------------------------
+
+
+def play_model(cfg: BenchConfig, mode: str) -> dict:
+    """The pretrained model plays ``cfg.episodes`` episodes greedily, ``batched`` or ``sequential`` (batch 1)."""
+    agent = TransformersAgent(cfg.model, max_new_tokens=cfg.max_new_tokens, do_sample=False, seed=cfg.seed,
+                              batch_size=cfg.batch_size)
+    agent.act_batch([ctx.render_start("Warm up.", "Who?")] * 2)  # not timed
+    agent.clear_cache()
+    seeds = list(range(cfg.seed, cfg.seed + cfg.episodes))
+    run = (play_batched(agent, [gym.make(cfg.env_id) for _ in range(cfg.batch_size)], seeds) if mode == "batched"
+           else play_sequential(agent, gym.make(cfg.env_id), seeds))
+    clock = Clock()
+    while len(clock.ended) < len(seeds) and clock.advance(run):
+        pass
+    row = summarise(cfg.model, mode, clock, agent.tokenizer)
+    return {**row, "finals": {e.seed: e.final for e in clock.ended}, "mean_steps": round(
+        sum(len(e.prompts) for e in clock.ended) / len(clock.ended), 2)}
+
+
+def measure_model(cfg: BenchConfig, argv: list[str]) -> dict:
+    """Both modes, each in a process of its own (peak memory per mode), and how many episodes they agree on."""
+    if cfg.episodes % cfg.batch_size:
+        raise ValueError(f"expected --episodes a multiple of --batch-size ({cfg.batch_size}), actual {cfg.episodes}: "
+                         "the batched mode plays whole lockstep chunks")
+    load_start, results = os.getloadavg()[0], []
+    for mode in ("batched", "sequential"):
+        results.append(run_isolated([str(Path(__file__).resolve()), *argv, "--run", mode]))
+        print(json.dumps({k: v for k, v in results[-1].items() if k != "finals"}), flush=True)
+    batched, sequential = (r.pop("finals") for r in results)
+    load = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
+    return {**provenance(cfg), "load_average_1min": load, "results": results,
+            "identical_episodes": sum(batched[s] == sequential.get(s) for s in batched),
+            "speedup": {key: round(results[0][key] / results[1][key], 2) for key in
+                        ("episodes_per_s", "generated_tokens_per_s", "episodes_per_cpu_s")}}
+
+
+def write_model_markdown(record: dict, path: Path) -> None:
+    cfg, machine = record["config"], record["machine"]
+    note = model_note(cfg["model"])
+    lines = [f"# Agent benchmarks: batched generation with {cfg['model']}", "",
+             f"`{record['command']}` (commit `{record['git_commit'][:10] or 'unknown'}`, {machine['cpus']} CPUs, "
+             f"{machine['torch_threads']} torch threads, 1-minute load average {record['load_average_1min']['start']:.1f} "
+             f"at the start of the run and {record['load_average_1min']['end']:.1f} at its end)", "",
+             f"{cfg['model']}{f' ({note})' if note else ''}, greedy, `{cfg['env_id']}` seeds {cfg['seed']} to "
+             f"{cfg['seed'] + cfg['episodes'] - 1}, max {cfg['max_new_tokens']} new tokens per step. `batched`: "
+             f"{cfg['batch_size']} episodes in lockstep, one generate call per step; `sequential`: one episode after "
+             "another at batch 1. Both keep the prefix KV cache. Each mode runs in a process of its own: seconds and "
+             "CPU seconds are the episodes' alone; process columns include loading the model; peak RSS is the "
+             "process's.", "",
+             "| mode | episodes | mean steps | episodes/s | generated tokens/s | seconds | CPU seconds | "
+             "episodes per CPU-second | process s (wall / CPU) | peak RSS MB | final context tokens |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in record["results"]:
+        proc = r["process"]
+        lines.append(f"| {r['mode']} | {r['episodes']} | {r['mean_steps']} | {r['episodes_per_s']:.3f} | "
+                     f"{r['generated_tokens_per_s']:.1f} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | "
+                     f"{r['episodes_per_cpu_s']:.3f} | {proc['wall_seconds']:.0f} / {proc['cpu_seconds']:.0f} | "
+                     f"{proc['peak_rss_mb']:.0f} | {r['mean_final_context_tokens']} |")
+    speed = record["speedup"]
+    lines += ["", f"Batched over sequential: {speed['episodes_per_s']:.1f}x episodes/s, "
+              f"{speed['generated_tokens_per_s']:.1f}x generated tokens/s, {speed['episodes_per_cpu_s']:.1f}x episodes "
+              f"per CPU-second. Episodes identical in both modes: {record['identical_episodes']} of {cfg['episodes']} "
+              "(greedy decoding; padding in a batch can flip a near-tie).", ""]
+    path.write_text("\n".join(lines))
+
+
+# --- driver --------------------------------------------------------------------------------------
+
+
+def parse_config(argv: list[str] | None) -> tuple[BenchConfig, str | None]:
+    """The config from the command line (unset episodes resolved), and the mode a child process is to play."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for f in fields(BenchConfig):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    cfg = BenchConfig(**vars(parser.parse_args(argv)))
+    parser.add_argument("--run", choices=("batched", "sequential"), help=argparse.SUPPRESS)  # a child's one mode
+    args = vars(parser.parse_args(argv))
+    run = args.pop("run")
+    cfg = BenchConfig(**args)
+    cfg.episodes = cfg.episodes or (cfg.batch_size if cfg.model else 32)
+    return cfg, run
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg, run = parse_config(argv)
     if cfg.threads:
         import torch
 
         torch.set_num_threads(cfg.threads)
+    if run:
+        result = play_model(cfg, run)
+        report(result)
+        return result
+    if cfg.model:
+        record = measure_model(cfg, argv)
+        name = cfg.name or f"agents_{model_stem(cfg.model)}"
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+        write_model_markdown(record, RESULTS / f"{name}.md")
+        print(json.dumps({"speedup": record["speedup"], "identical_episodes": record["identical_episodes"]}))
+        return record
+    return tiny_main(cfg)
+
+
+def tiny_main(cfg: BenchConfig) -> dict:
+    """The tiny model, both policies: the modes interleaved in this process, then where the time goes."""
     results, costs, load_start = [], {}, os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         for policy, agents in build_agents(cfg, Path(folder)).items():
@@ -362,13 +492,13 @@ def main(argv: list[str] | None = None) -> dict:
             costs[policy] = breakdown(agents["sequential"], clocks["sequential"].ended, cfg)
             print(json.dumps({policy: costs[policy]}), flush=True)
     load = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
-    report = {**provenance(cfg), "load_average_1min": load, "results": results, "breakdown": costs,
+    record = {**provenance(cfg), "load_average_1min": load, "results": results, "breakdown": costs,
               "speedup": speedups(results, "episodes_per_s"), "speedup_cpu": speedups(results, "episodes_per_cpu_s")}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "agents.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_markdown(report, RESULTS / "agents.md")
-    print(json.dumps({"speedup": report["speedup"], "speedup_cpu": report["speedup_cpu"]}))
-    return report
+    (RESULTS / f"{cfg.name or 'agents'}.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_markdown(record, RESULTS / f"{cfg.name or 'agents'}.md")
+    print(json.dumps({"speedup": record["speedup"], "speedup_cpu": record["speedup_cpu"]}))
+    return record
 
 
 if __name__ == "__main__":

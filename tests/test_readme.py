@@ -179,3 +179,11 @@ def test_expected_output_matching_fails_on_a_wrong_output():
     assert matches("x ... z\n...\n1.0 ('a',)", "x y z\nmore\n1.0 ('a',)")
     assert not matches("1.0 ('a',)", "0.0 ('a',)")
     assert not matches("[step 1/5] ...", "[step 2/5] search")
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """``.ci/run`` ends with the README's test line, character for character."""
+    readme_lines = [line.strip() for line in README.read_text(encoding="utf-8").splitlines()]
+    test_line = next(line for line in readme_lines if line.endswith("python -m pytest -q") and "pip install" in line)
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
+    assert ci_lines[-1] == test_line

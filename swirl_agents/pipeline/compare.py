@@ -272,6 +272,18 @@ def _acc(table: dict, arm: str, env: str) -> tuple[float, float, int]:
     return (cell["vs_base"][0], cell["vs_base"][1], cell["seeds_improved"]) if cell else (float("nan"), 0.0, 0)
 
 
+def verdict(diff: float, improved: int, seeds: int) -> str:
+    """Whether a claimed lift reproduces: on every seed, on most, or not (a mean at or below zero).
+
+    Example:
+        >>> verdict(0.1, 3, 3), verdict(0.02, 2, 3), verdict(-0.01, 1, 3), verdict(0.01, 1, 3)
+        ('reproduces', 'partly reproduces', 'does not reproduce', 'does not reproduce')
+    """
+    if diff != diff or diff <= 0 or 2 * improved <= seeds:
+        return "does not reproduce"
+    return "reproduces" if improved == seeds else "partly reproduces"
+
+
 def findings(table: dict, envs: list[str], runs: dict) -> list[str]:
     """One sentence per finding of the paper: whether it reproduces here, and how strongly (measured, not assumed)."""
     n = len(runs)
@@ -282,7 +294,7 @@ def findings(table: dict, envs: list[str], runs: dict) -> list[str]:
         for env in envs:
             d, sd, k = _acc(table, arm, env)
             if d == d:  # not NaN
-                parts.append(f"{env} {d:+.3f} ± {sd:.3f} ({k}/{n} seeds)")
+                parts.append(f"{env} {d:+.3f} ± {sd:.3f} ({k}/{n} seeds: {verdict(d, k, n)})")
         return f"{verb}: " + ("; ".join(parts) if parts else "arm not run")
 
     out.append("(a) SWiRL (process filter) vs the base policy, accuracy difference per seed — "
@@ -291,19 +303,27 @@ def findings(table: dict, envs: list[str], runs: dict) -> list[str]:
     for env in envs:
         p, o = table.get("swirl_process", {}).get(env), table.get("swirl_outcome", {}).get(env)
         if p and o:
-            lines.append(f"{env} process {p['accuracy']['mean_std'][0]:.3f} vs outcome {o['accuracy']['mean_std'][0]:.3f}")
+            diffs = [a - b for a, b in zip(p["accuracy"]["per_seed"], o["accuracy"]["per_seed"])]
+            held = sum(d >= 0 for d in diffs)
+            lines.append(f"{env} process {p['accuracy']['mean_std'][0]:.3f} vs outcome {o['accuracy']['mean_std'][0]:.3f} "
+                         f"(process ≥ outcome on {held}/{n} seeds: "
+                         f"{'reproduces' if held == n else 'partly reproduces' if 2 * held > n else 'does not reproduce'})")
     out.append("(b) process filter ≥ outcome filter: " + ("; ".join(lines) or "arms not run")
                + "; process-filtered episodes with wrong answers alone — " + each("swirl_process_wrong", "vs base"))
     lines = []
     for env in envs:
         s, f = table.get("sft", {}).get(env), table.get("swirl_process", {}).get(env)
         if s and f:
-            lines.append(f"{env} SFT {s['accuracy']['mean_std'][0]:.3f} vs SWiRL {f['accuracy']['mean_std'][0]:.3f}")
+            held = sum(a < b for a, b in zip(s["accuracy"]["per_seed"], f["accuracy"]["per_seed"]))
+            lines.append(f"{env} SFT {s['accuracy']['mean_std'][0]:.3f} vs SWiRL {f['accuracy']['mean_std'][0]:.3f} "
+                         f"(SFT below SWiRL on {held}/{n} seeds: "
+                         f"{'reproduces' if held == n else 'partly reproduces' if 2 * held > n else 'does not reproduce'})")
     out.append("(c) SFT on the same trajectories does worse than SWiRL: " + ("; ".join(lines) or "arms not run"))
     math_envs = [e for e in envs if _task(e) == "math"]
     qa_envs = [e for e in envs if _task(e) == "qa"]
     cross = [f"{e} {_acc(table, 'qa_only', e)[0]:+.3f} ± {_acc(table, 'qa_only', e)[1]:.3f} "
-             f"({_acc(table, 'qa_only', e)[2]}/{n} seeds)" for e in math_envs if "qa_only" in table]
+             f"({_acc(table, 'qa_only', e)[2]}/{n} seeds: {verdict(_acc(table, 'qa_only', e)[0], _acc(table, 'qa_only', e)[2], n)})"
+             for e in math_envs if "qa_only" in table]
     cross += [f"(reverse: math-only on {e} {_acc(table, 'math_only', e)[0]:+.3f})" for e in qa_envs if "math_only" in table]
     out.append("(d) training on QA alone lifts maths (the paper: +16.9% relative on GSM8K): "
                + (", ".join(cross) or "needs a QA and a maths env"))
@@ -311,7 +331,8 @@ def findings(table: dict, envs: list[str], runs: dict) -> list[str]:
     for env in envs:
         cell = table.get("swirl_process", {}).get(env, {}).get("process_label_accuracy")
         if cell:
-            lines.append(f"{env} {cell['vs_base'][0]:+.3f} ± {cell['vs_base'][1]:.3f} ({cell['seeds_improved']}/{n} seeds)")
+            lines.append(f"{env} {cell['vs_base'][0]:+.3f} ± {cell['vs_base'][1]:.3f} ({cell['seeds_improved']}/{n} seeds: "
+                         f"{verdict(cell['vs_base'][0], cell['seeds_improved'], n)})")
     out.append("(e) process label accuracy rises with SWiRL (process filter): " + ("; ".join(lines) or "arm not run"))
     return out
 

@@ -60,3 +60,24 @@ def test_cross_task_envs_offer_both_tools(compared):
     config = json.loads((run / "seed_0" / "config.json").read_text())
     assert config["env_kwargs"]["SwirlSynthMath-v0"]["tools"] == ["calculator", "search"]
     assert config["env_kwargs"]["SwirlSynthQA-v0"]["tools"] == ["search", "calculator"]
+
+
+def test_the_benchmark_command_reports_from_the_same_runs(compared, tmp_path):
+    """``benchmarks/paper_bench.py`` is ``swirl compare`` plus the report: on a finished run it only writes the page."""
+    import importlib.util
+    from pathlib import Path
+
+    run, results = compared
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_bench.py"
+    spec = importlib.util.spec_from_file_location("paper_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "paper"
+    assert bench.main(["--out", str(out), "--work-dir", str(run), "--seeds", "0", "1", *TINY]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["command"].startswith("python benchmarks/paper_bench.py --out")
+    assert record["table"] == results["table"]
+    page = out.with_suffix(".md").read_text()
+    for finding in ("(a)", "(b)", "(c)", "(d)", "(e)"):
+        assert finding in page
+    assert out.with_suffix(".png").stat().st_size > 1000

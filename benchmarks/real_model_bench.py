@@ -66,9 +66,12 @@ def markdown(summary: dict, runs: list[dict], record: dict) -> str:
     names = {"untouched": "untouched", "base": "warm-started base", "round_1": "SWiRL (1 round)"}
     fmt = lambda ms: f"{ms[0]:.3f} ± {ms[1]:.3f}"  # noqa: E731
     model = record["config"]["model"]
+    seed_seconds = " s, ".join(f"{sum(r['timings'].values()):.0f}" for r in runs)
     lines = [f"# SWiRL on {model}: {', '.join(summary['envs'])}", "", f"Command: `{record['command']}`", "",
              f"Model: {model} ({model_note(model)}). Seeds: {', '.join(str(r['config']['seed']) for r in runs)}. "
-             f"Machine: {describe(record['cost'], record['machine'])}.", "",
+             f"Machine: {describe(record['cost'], record['machine'])} (this invocation: a resumed stage is not re-run); "
+             f"each seed's stages took {seed_seconds} s of wall time "
+             f"with torch threads = {record['config']['threads'] or 'one per core'}.", "",
              f"Evaluation: {record['config']['eval_questions']} held-out questions per env (HotpotQA dev, GSM8K test), "
              "greedy, judged by the gold-guided reference judge; env settings "
              f"`{json.dumps(record['config']['env_kwargs'])}`.", ""]
@@ -88,10 +91,32 @@ def markdown(summary: dict, runs: list[dict], record: dict) -> str:
                  for env in summary["envs"]]
         kept = "; ".join(f"{e}: kept {v['episodes_kept']}/{v['episodes']}" for e, v in r["rounds"][0]["per_env"].items())
         lines.append(f"- seed {r['config']['seed']}: " + "; ".join(cells) + f" (process filter {kept})")
+    lines += ["", "What the judge saw in the SWiRL round's samples (all seeds), the data SWiRL learns from:", "",
+              "| seed | steps | GOOD | malformed | other BAD | episodes kept by the process filter |", "|---|---|---|---|---|---|"]
+    for r in runs:
+        d = r.get("judged_steps")
+        if d:
+            lines.append(f"| {r['config']['seed']} | {d['steps']} | {d['good']} | {d['malformed']} | {d['bad'] - d['malformed']} "
+                         f"| {d['kept']} of {d['episodes']} |")
     lines += ["", "| stage | seconds (mean ± std) |", "|---|---|"]
     lines += [f"| {s} | {m:.0f} ± {sd:.0f} |" for s, (m, sd) in summary["timings"].items()]
     lines += ["", "For scale: " + " ".join(PUBLISHED), ""]
     return "\n".join(lines)
+
+
+def judged_steps(round_dir: Path) -> dict | None:
+    """Counts of the round's judged steps (GOOD, BAD, malformed) and of the episodes the process filter kept."""
+    from swirl_agents.jsonl import read_jsonl
+
+    path = round_dir / "judgments.jsonl"
+    if not path.exists():
+        return None
+    labels = [j for record in read_jsonl(path, dict, "judgments") for j in record["judgments"]]
+    filtered = json.loads((round_dir / "filter.json").read_text())
+    return {"steps": len(labels), "good": sum(j["label"] == "GOOD" for j in labels),
+            "bad": sum(j["label"] != "GOOD" for j in labels),
+            "malformed": sum(j["rationale"].startswith("malformed step") for j in labels),
+            "episodes": filtered["episodes"], "kept": filtered["episodes_kept"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,10 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                              "--run-dir", str(Path(args.work_dir) / f"seed_{seed}"), *rest]
             ns = build_parser("pipeline", pipeline_argv).parse_args(pipeline_argv)
             result = run_pipeline(from_namespace(ns.config_cls, ns))
-            runs.append(json.loads((result.run_dir / "metrics.json").read_text()))
+            runs.append({**json.loads((result.run_dir / "metrics.json").read_text()),
+                         "judged_steps": judged_steps(result.run_dir / "round_1")})
     record = {"command": "python benchmarks/real_model_bench.py " + " ".join(argv), "machine": info, "cost": cost,
               "versions": versions(), "config": runs[0]["config"], "summary": summarize(runs),
-              "runs": [{k: r[k] for k in ("config", "evals", "rounds", "timings")} for r in runs]}
+              "runs": [{k: r[k] for k in ("config", "evals", "rounds", "timings", "judged_steps")} for r in runs]}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2))

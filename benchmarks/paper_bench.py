@@ -77,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     from swirl_agents.zoo import model_note
 
     note = model_note(config.pipeline.model) if config.pipeline.model else ""
+    seed_seconds = " s, ".join(f"{sum(t.values()):.0f}" for t in results["timings"].values())
     page = [f"# The paper's comparisons: {', '.join(config.pipeline.envs)}", "",
             f"Command: `{command}`", "", f"Model: {model}" + (f" ({note})" if note else "") + ".",
-            f"Machine: {describe(cost, info)}.", "", f"![accuracy per arm]({out.with_suffix('.png').name})", "",
+            f"Machine: {describe(cost, info)} (this invocation: a finished stage is not re-run); each seed's stages "
+            f"took {seed_seconds} s of wall time.", "", f"![accuracy per arm]({out.with_suffix('.png').name})", "",
             markdown(results)]
     out.with_suffix(".md").write_text("\n".join(page))
     print("\n".join(page))

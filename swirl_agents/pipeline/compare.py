@@ -308,8 +308,13 @@ def findings(table: dict, envs: list[str], runs: dict) -> list[str]:
             lines.append(f"{env} process {p['accuracy']['mean_std'][0]:.3f} vs outcome {o['accuracy']['mean_std'][0]:.3f} "
                          f"(process ≥ outcome on {held}/{n} seeds: "
                          f"{'reproduces' if held == n else 'partly reproduces' if 2 * held > n else 'does not reproduce'})")
-    out.append("(b) process filter ≥ outcome filter: " + ("; ".join(lines) or "arms not run")
-               + "; process-filtered episodes with wrong answers alone — " + each("swirl_process_wrong", "vs base"))
+    wrong = [r["kept"].get("process", {}).get("wrong_answer_episodes") for r in runs.values()]
+    if "swirl_process_wrong" in table and all(w == 0 for w in wrong):
+        wrong_line = ("process-filtered episodes with wrong answers cannot be tested here: the judge called every wrong "
+                      "final answer BAD, so the process filter kept none (an LLM judge can keep them)")
+    else:
+        wrong_line = "process-filtered episodes with wrong answers alone — " + each("swirl_process_wrong", "vs base")
+    out.append("(b) process filter ≥ outcome filter: " + ("; ".join(lines) or "arms not run") + "; " + wrong_line)
     lines = []
     for env in envs:
         s, f = table.get("sft", {}).get(env), table.get("swirl_process", {}).get(env)

@@ -272,16 +272,26 @@ def _acc(table: dict, arm: str, env: str) -> tuple[float, float, int]:
     return (cell["vs_base"][0], cell["vs_base"][1], cell["seeds_improved"]) if cell else (float("nan"), 0.0, 0)
 
 
+def held_on(seeds_held: int, seeds: int) -> str:
+    """Whether a claim holds on every seed, on most, or not.
+
+    Example:
+        >>> held_on(3, 3), held_on(2, 3), held_on(1, 2)
+        ('reproduces', 'partly reproduces', 'does not reproduce')
+    """
+    if 2 * seeds_held <= seeds:
+        return "does not reproduce"
+    return "reproduces" if seeds_held == seeds else "partly reproduces"
+
+
 def verdict(diff: float, improved: int, seeds: int) -> str:
-    """Whether a claimed lift reproduces: on every seed, on most, or not (a mean at or below zero).
+    """Whether a claimed lift reproduces: :func:`held_on` its seeds, and never with a mean at or below zero.
 
     Example:
         >>> verdict(0.1, 3, 3), verdict(0.02, 2, 3), verdict(-0.01, 1, 3), verdict(0.01, 1, 3)
         ('reproduces', 'partly reproduces', 'does not reproduce', 'does not reproduce')
     """
-    if diff != diff or diff <= 0 or 2 * improved <= seeds:
-        return "does not reproduce"
-    return "reproduces" if improved == seeds else "partly reproduces"
+    return "does not reproduce" if diff != diff or diff <= 0 else held_on(improved, seeds)
 
 
 def findings(table: dict, envs: list[str], runs: dict) -> list[str]:
@@ -306,8 +316,7 @@ def findings(table: dict, envs: list[str], runs: dict) -> list[str]:
             diffs = [a - b for a, b in zip(p["accuracy"]["per_seed"], o["accuracy"]["per_seed"])]
             held = sum(d >= 0 for d in diffs)
             lines.append(f"{env} process {p['accuracy']['mean_std'][0]:.3f} vs outcome {o['accuracy']['mean_std'][0]:.3f} "
-                         f"(process ≥ outcome on {held}/{n} seeds: "
-                         f"{'reproduces' if held == n else 'partly reproduces' if 2 * held > n else 'does not reproduce'})")
+                         f"(process ≥ outcome on {held}/{n} seeds: {held_on(held, n)})")
     wrong = [r["kept"].get("process", {}).get("wrong_answer_episodes") for r in runs.values()]
     if "swirl_process_wrong" in table and all(w == 0 for w in wrong):
         wrong_line = ("process-filtered episodes with wrong answers cannot be tested here: the judge called every wrong "
@@ -321,8 +330,7 @@ def findings(table: dict, envs: list[str], runs: dict) -> list[str]:
         if s and f:
             held = sum(a < b for a, b in zip(s["accuracy"]["per_seed"], f["accuracy"]["per_seed"]))
             lines.append(f"{env} SFT {s['accuracy']['mean_std'][0]:.3f} vs SWiRL {f['accuracy']['mean_std'][0]:.3f} "
-                         f"(SFT below SWiRL on {held}/{n} seeds: "
-                         f"{'reproduces' if held == n else 'partly reproduces' if 2 * held > n else 'does not reproduce'})")
+                         f"(SFT below SWiRL on {held}/{n} seeds: {held_on(held, n)})")
     out.append("(c) SFT on the same trajectories does worse than SWiRL: " + ("; ".join(lines) or "arms not run"))
     math_envs = [e for e in envs if _task(e) == "math"]
     qa_envs = [e for e in envs if _task(e) == "qa"]

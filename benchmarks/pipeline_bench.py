@@ -3,10 +3,11 @@
     python benchmarks/pipeline_bench.py                    # seeds 0 1 2, default PipelineConfig
     python benchmarks/pipeline_bench.py --seeds 0 1 2 3 4 --threads 2
 
-Each seed is one full run (its own tiny base policy, sampled data, SWiRL round and evaluation on
+Each seed is one full run (its own tiny base policy, sampled data, SWiRL rounds and evaluation on
 the same held-out test questions) in ``benchmarks/results/tmp/pipeline/seed_<k>``. Reports, per env,
 mean ± standard deviation over seeds of the base and SWiRL policies' accuracy and process label
-accuracy, and of the per-seed difference, whatever the outcome, plus each stage's wall time.
+accuracy, and of the per-seed difference, whatever the outcome, every round per seed, the data each round kept,
+and each stage's wall and CPU time.
 Writes ``benchmarks/results/pipeline.json`` and ``pipeline.md`` with the command behind the numbers.
 """
 
@@ -21,8 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-from swirl_agents.pipeline import PipelineConfig, run_pipeline
-from swirl_agents.runinfo import versions
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import describe, machine, measured  # noqa: E402
+
+from swirl_agents.pipeline import PipelineConfig, run_pipeline  # noqa: E402
+from swirl_agents.runinfo import versions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("accuracy", "process_label_accuracy", "answered", "malformed_rate")
@@ -50,31 +55,48 @@ def summarize(runs: list[dict]) -> dict:
                                                               for d in diff)}
     for stage in runs[0]["timings"]:
         out["timings"][stage] = mean_std([r["timings"].get(stage, 0.0) for r in runs])
+    out["cpu_seconds"] = {stage: mean_std([r["cpu_seconds"][stage] for r in runs]) for stage in runs[0]["timings"]
+                          if all(stage in r.get("cpu_seconds", {}) for r in runs)}
     out["total_seconds"] = mean_std([sum(r["timings"].values()) for r in runs])
     return out
 
 
-def markdown(summary: dict, runs: list[dict], command: str) -> str:
-    """The results page: the command, the mean ± std table, per-seed rows and stage timings."""
+def markdown(summary: dict, runs: list[dict], record: dict) -> str:
+    """The results page: the command, the machine, the mean ± std table, every round per seed, the data each round
+    kept and stage timings (wall and, where the run kept it, CPU)."""
     fmt = lambda ms: f"{ms[0]:.3f} ± {ms[1]:.3f}"  # noqa: E731
-    lines = ["# Pipeline benchmark: the main job over seeds", "", f"Command: `{command}`", "",
-             f"Seeds: {', '.join(str(r['config']['seed']) for r in runs)}; "
-             f"machine: {platform.machine()}, {os.cpu_count()} CPUs; torch threads: {runs[0]['config']['threads'] or 'default'}.",
-             "", "| env | metric | base | SWiRL | difference | seeds improved |", "|---|---|---|---|---|---|"]
+    rounds = len(runs[0]["rounds"])
+    seed_seconds = ", ".join(f"{sum(r['timings'].values()):.0f}" for r in runs)
+    lines = ["# Pipeline benchmark: the main job over seeds", "", f"Command: `{record['command']}`", "",
+             f"Seeds: {', '.join(str(r['config']['seed']) for r in runs)}; {rounds} SWiRL round(s) per seed; "
+             f"torch threads: {runs[0]['config']['threads'] or 'default'}. Machine: "
+             f"{describe(record['cost'], record['machine'])} (this invocation: a resumed stage is not re-run); "
+             f"each seed's stages took {seed_seconds} s of wall time.",
+             "", f"| env | metric | base | SWiRL ({rounds} round{'s' * (rounds != 1)}) | difference | seeds improved |",
+             "|---|---|---|---|---|---|"]
     for env, per_metric in summary["envs"].items():
         for metric, s in per_metric.items():
             lines.append(f"| {env} | {metric} | {fmt(s['base'])} | {fmt(s['swirl'])} | {fmt(s['difference'])} | "
                          f"{s['improved_seeds']}/{len(runs)} |")
-    lines += ["", "Per seed (accuracy / process label accuracy, base → SWiRL):", ""]
+    lines += ["", "Per seed, every policy in order (accuracy, then process label accuracy):", ""]
     for r in runs:
-        last = list(r["evals"])[-1]
-        cells = [f"{env}: {r['evals']['base'][env]['accuracy']:.3f}/{r['evals']['base'][env]['process_label_accuracy']:.3f}"
-                 f" → {r['evals'][last][env]['accuracy']:.3f}/{r['evals'][last][env]['process_label_accuracy']:.3f}"
+        cells = [f"{env}: " + " → ".join(f"{e[env]['accuracy']:.3f}" for e in r["evals"].values())
+                 + " (" + " → ".join(f"{e[env]['process_label_accuracy']:.3f}" for e in r["evals"].values()) + ")"
                  for env in r["evals"]["base"]]
         lines.append(f"- seed {r['config']['seed']}: " + "; ".join(cells))
-    lines += ["", "| stage | seconds (mean ± std) |", "|---|---|"]
-    lines += [f"| {stage} | {ms[0]:.1f} ± {ms[1]:.1f} |" for stage, ms in summary["timings"].items()]
-    lines += [f"| total | {summary['total_seconds'][0]:.1f} ± {summary['total_seconds'][1]:.1f} |", ""]
+    lines += ["", "Episodes the process filter kept per round, of those sampled (per seed):", ""]
+    for r in runs:
+        cells = [f"{env}: " + ", ".join(f"{stats['per_env'][env]['episodes_kept']}/{stats['per_env'][env]['episodes']}"
+                                        for stats in r["rounds"]) for env in r["evals"]["base"]]
+        lines.append(f"- seed {r['config']['seed']}: " + "; ".join(cells))
+    cpu = summary.get("cpu_seconds", {})
+    lines += ["", "| stage | seconds (mean ± std) | CPU seconds (mean ± std) |", "|---|---|---|"]
+    lines += [f"| {stage} | {ms[0]:.1f} ± {ms[1]:.1f} | "
+              f"{f'{cpu[stage][0]:.1f} ± {cpu[stage][1]:.1f}' if stage in cpu else '-'} |"
+              for stage, ms in summary["timings"].items()]
+    lines += [f"| total | {summary['total_seconds'][0]:.1f} ± {summary['total_seconds'][1]:.1f} | |", "",
+              "CPU seconds are shown where every seed's run kept them (stages run before the pipeline recorded CPU "
+              "time show '-').", ""]
     return "\n".join(lines)
 
 
@@ -84,23 +106,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--work-dir", default=str(RESULTS / "tmp" / "pipeline"), help="where the runs go (resumable)")
     p.add_argument("--out", default=str(RESULTS / "pipeline"), help="results path without extension")
+    p.add_argument("--note", default="", help="a line for the results page, e.g. the whole run's wall and CPU time "
+                                               "when this invocation only resumed it")
     args = p.parse_args(argv)
-    command = "python benchmarks/pipeline_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    runs = []
-    for seed in args.seeds:
-        config = PipelineConfig(run_dir=str(Path(args.work_dir) / f"seed_{seed}"), seed=seed, threads=args.threads)
-        start = time.perf_counter()
-        result = run_pipeline(config)
-        metrics = json.loads((result.run_dir / "metrics.json").read_text())
-        print(f"seed {seed}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-        runs.append(metrics)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "--note" in given:  # the note describes the run; it is not part of the command that reproduces it
+        del given[given.index("--note"):given.index("--note") + 2]
+    command = " ".join(["python benchmarks/pipeline_bench.py", *given])
+    info, runs = machine(), []
+    with measured() as cost:
+        for seed in args.seeds:
+            config = PipelineConfig(run_dir=str(Path(args.work_dir) / f"seed_{seed}"), seed=seed, threads=args.threads)
+            start = time.perf_counter()
+            result = run_pipeline(config)
+            metrics = json.loads((result.run_dir / "metrics.json").read_text())
+            print(f"seed {seed}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+            runs.append(metrics)
     summary = summarize(runs)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"command": command, "versions": versions(), "summary": summary,
-              "runs": [{k: r[k] for k in ("config", "evals", "rounds", "timings")} for r in runs]}
+    record = {"command": command, "note": args.note, "machine": info, "cost": cost, "versions": versions(), "summary": summary,
+              "runs": [{k: r.get(k, {}) for k in ("config", "evals", "rounds", "timings", "cpu_seconds")} for r in runs]}
     out.with_suffix(".json").write_text(json.dumps(record, indent=2))
-    page = markdown(summary, runs, command)
+    page = markdown(summary, runs, record) + (f"\nNote: {args.note}\n" if args.note else "")
     out.with_suffix(".md").write_text(page)
     print(page)
     return 0

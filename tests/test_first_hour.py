@@ -226,7 +226,8 @@ TINY_PIPELINE = [
     "pipeline", "--envs", "SwirlSynthMath-v0", "--warm-start-questions", "12", "--recipe.vocab-size", "420",
     "--recipe.n-embd", "48", "--recipe.n-head", "6", "--recipe.copy-heads", "1", "--recipe.max-positions", "4096",
     "--sft.max-steps", "6", "--sft.save-every", "2", "--sft.log-every", "1", "--train-questions", "3",
-    "--samples-per-question", "2", "--strategy", "none", "--swirl.max-steps", "2", "--swirl.log-every", "1",
+    "--samples-per-question", "2", "--strategy", "none", "--rounds", "1", "--swirl.max-steps", "2",
+    "--swirl.log-every", "1",
     "--eval-questions", "3", "--max-new-tokens", "12", "--batch-size", "8", "--threads", "1", "--no-progress",
 ]
 """A whole pipeline in seconds: a tiny model, six warm-start steps (a checkpoint every two), one short SWiRL round."""

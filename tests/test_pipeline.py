@@ -52,26 +52,41 @@ def test_run_folder_describes_itself(small_run):
 def test_report_and_metrics_cover_both_policies_on_held_out_questions(small_run):
     config, result = small_run
     report = (result.run_dir / "report.md").read_text()
-    assert "| base |" in report and "| round_1 |" in report
+    policies = ["base"] + [f"round_{r}" for r in range(1, config.rounds + 1)]
+    assert config.rounds == PipelineConfig().rounds == 3  # the main job's default, run here at a tiny size
+    assert all(f"| {policy} |" in report for policy in policies)
     assert result.table in report
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
-    assert list(metrics["evals"]) == ["base", "round_1"]
-    for policy in ("base", "round_1"):
+    assert list(metrics["evals"]) == policies
+    train_ids = {ep.question_id for r in range(1, config.rounds + 1)
+                 for ep in read_episodes(result.run_dir / f"round_{r}" / "episodes.jsonl")}
+    for policy in policies:
         for env in ENVS:
             ev = metrics["evals"][policy][env]
             assert ev["split"] == "test" and ev["episodes"] == config.eval_questions
             assert 0.0 <= ev["accuracy"] <= 1.0 and 0.0 <= ev["process_label_accuracy"] <= 1.0
             ids = {ep.question_id for ep in read_episodes(result.run_dir / "eval" / policy / f"{env}.jsonl")}
-            train_ids = {ep.question_id for ep in read_episodes(result.run_dir / "round_1" / "episodes.jsonl")}
             assert ids and not ids & train_ids, "evaluation must use held-out questions"
-    assert metrics["rounds"][0]["strategy"] == "none"
+    assert [stats["strategy"] for stats in metrics["rounds"]] == ["none"] * config.rounds
+    # Every stage that ran kept its CPU time beside its wall time, and the report shows both.
+    assert metrics["cpu_seconds"].keys() == metrics["timings"].keys()
+    assert all(cpu > 0 for cpu in metrics["cpu_seconds"].values())
+    assert "| stage | seconds | CPU seconds |" in report
+
+
+def test_each_round_trains_the_policy_of_the_round_before(small_run):
+    config, result = small_run
+    for r in range(2, config.rounds + 1):
+        info = json.loads((result.run_dir / f"round_{r}" / "train" / "run_info.json").read_text())
+        assert info["config"]["model"] == result.policies[f"round_{r - 1}"]
 
 
 def test_rerun_in_the_same_folder_skips_finished_stages(small_run):
     config, first = small_run
     mtime = (first.run_dir / "round_1" / "train" / "final" / "model.safetensors").stat().st_mtime
     again = run_pipeline(config)
-    assert set(again.skipped) == set(first.timings) and len(again.skipped) == 6
+    assert set(again.skipped) == set(first.timings) and len(again.skipped) == 1 + 3 * config.rounds + 1 + config.rounds
+    assert again.timings == first.timings  # read back from the stages' markers
     assert again.evals == first.evals
     assert (first.run_dir / "round_1" / "train" / "final" / "model.safetensors").stat().st_mtime == mtime
 

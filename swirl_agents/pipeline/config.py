@@ -95,13 +95,13 @@ MODEL_DEFAULTS: dict[str, Any] = dict(
     envs=("SwirlHotpot-v0", "SwirlGSM8K-v0"),
     env_kwargs={"SwirlHotpot-v0": {"top_k": 2, "max_result_chars": 1200, "max_steps": 4},
                 "SwirlGSM8K-v0": {"max_steps": 6}},
-    warm_start_questions=60, train_questions=32, samples_per_question=4, temperature=0.7, eval_questions=40,
+    rounds=1, warm_start_questions=60, train_questions=32, samples_per_question=4, temperature=0.7, eval_questions=40,
     batch_size=16, max_new_tokens=64, threads=0,
 )
 """``swirl pipeline --model`` sized for about 45 minutes per seed on 2 quiet CPU cores (measured: 63 minutes on one
 torch thread while the other core ran another job; ``benchmarks/results/real_model.md``): short contexts (two passages of at most
 1,200 characters per search, four QA steps, six maths steps), 60 warm-start questions per env (HotpotQA's train file
-here has 100), 32 SWiRL questions x 4 samples per env, 40 held-out questions per env, steps of at most 64 tokens."""
+here has 100), one SWiRL round of 32 questions x 4 samples per env, 40 held-out questions per env, steps of at most 64 tokens."""
 
 
 @dataclass
@@ -126,8 +126,12 @@ class PipelineConfig:
     empty: build the tiny base policy (``--recipe.*``)."""
     seed: int = 0
     """Seeds the base policy, sampling, training and evaluation."""
-    rounds: int = 1
-    """SWiRL rounds; each generates with the latest policy and trains it further."""
+    rounds: int = 3
+    """SWiRL rounds; each samples with the latest policy on the next train questions (``round_questions``) and trains
+    it further. Three on the built-in world: QA accuracy rises each round (seed 0: 0.235 base, 0.275, 0.305, 0.370).
+    Round 3 wraps around the 2,000 train questions into the warm start's, which the policy solves far more often,
+    so the process filter keeps many more QA trajectories (seed 0: 75, 221, then 828 of 1,600). About 5 minutes a
+    round on one loaded core."""
     train_questions: int = 200
     """Train questions per env and round (taken after the warm start's questions when there are enough)."""
     samples_per_question: int = 8

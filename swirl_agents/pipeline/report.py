@@ -322,7 +322,7 @@ def write_report(run_dir: str | Path, metrics: Mapping[str, Any]) -> str:
         *_faults(evals), "",
         "![evaluation](eval.png)", "", "![training](training.png)", "",
     ]
-    lines += _rounds_section(metrics.get("rounds", [])) + _timings_section(metrics.get("timings", {}))
+    lines += _rounds_section(metrics.get("rounds", [])) + _timings_section(metrics.get("timings", {}), metrics.get("cpu_seconds"))
     lines += ["", f"Versions: `{json.dumps(metrics.get('versions', {}))}`", "",
               f"Config: `{json.dumps(config)}`", ""]
     (run / "report.md").write_text("\n".join(lines), encoding="utf-8")
@@ -361,12 +361,16 @@ def _rounds_section(rounds: list[Mapping[str, Any]]) -> list[str]:
     return lines + [""] if rounds else []
 
 
-def _timings_section(timings: Mapping[str, float]) -> list[str]:
+def _timings_section(timings: Mapping[str, float], cpu: Mapping[str, float] | None = None) -> list[str]:
+    """Wall seconds per stage, with CPU seconds beside them where the stage's marker kept them ("-" where not)."""
     if not timings:
         return []
-    lines = ["## Stage timings", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in timings.items()]
-    lines.append(f"| total | {sum(timings.values()):.1f} |")
+    cpu = cpu or {}
+    lines = ["## Stage timings", "", "| stage | seconds | CPU seconds |", "|---|---|---|"]
+    lines += [f"| {stage} | {seconds:.1f} | {f'{cpu[stage]:.1f}' if stage in cpu else '-'} |"
+              for stage, seconds in timings.items()]
+    total_cpu = f"{sum(cpu.values()):.1f}" if cpu and cpu.keys() >= timings.keys() else "-"
+    lines.append(f"| total | {sum(timings.values()):.1f} | {total_cpu} |")
     return lines
 
 

@@ -2,16 +2,18 @@
 
 ``swirl pipeline`` runs :func:`run_pipeline` with :class:`~swirl_agents.pipeline.config.PipelineConfig`'s
 defaults: on the built-in world (no data files), a tiny model made on the CPU is warm-started into the
-base policy; one SWiRL round samples trajectories from it on train questions, judges every step with
-the gold-guided reference judges, keeps the process-filtered trajectories and trains on them step by
-step; both policies are then evaluated on held-out questions. With ``--model`` a real model starts
-instead (evaluated untouched too, before its warm start). A run folder describes itself::
+base policy; each SWiRL round (three by default, ``--rounds``) samples trajectories from the latest
+policy on its own train questions, judges every step with the gold-guided reference judges, keeps the
+process-filtered trajectories and trains on them step by step; every policy is then evaluated on
+held-out questions. With ``--model`` a real model starts instead (one round by default, and evaluated
+untouched too, before its warm start). A run folder describes itself::
 
     runs/pipeline/
       config.json  versions.json  metrics.json  report.md  eval.png  training.png
       base/                      the warm start: reference.jsonl, sft/ (checkpoints, final/), recipe.json
       round_1/episodes.jsonl     sampled trajectories   judgments.jsonl  transitions.jsonl  filter.json
       round_1/train/             trainer output: metrics.jsonl, run_info.json, checkpoints/, final/ (the new policy)
+      round_2/ round_3/          the same for each further round, starting from the previous round's policy
       eval/<policy>/<env>.jsonl  evaluation episodes and results.json
       judgments.sqlite           the judgment cache
 
@@ -129,7 +131,7 @@ def _run(config: PipelineConfig, run: Path) -> PipelineResult:
     evals = {name: _evaluate_policy(config, run, name, path, stages) for name, path in policies.items()}
     metrics = {"config": to_dict(config), "versions": versions(), "policies": policies, "evals": evals,
                "rounds": [_read_json(run / f"round_{r}" / "filter.json") for r in range(1, config.rounds + 1)],
-               "timings": stages.timings, "skipped": stages.skipped}
+               "timings": stages.timings, "cpu_seconds": stages.cpu_seconds, "skipped": stages.skipped}
     _write_json(run / "metrics.json", metrics)
     table = write_report(run, metrics)
     print(table, flush=True)
@@ -141,10 +143,13 @@ def _run(config: PipelineConfig, run: Path) -> PipelineResult:
 
 @dataclass
 class _Stages:
-    """Runs each stage once and keeps its wall time: a stage whose ``done`` marker exists is skipped."""
+    """Runs each stage once and keeps its wall time and this process's CPU time (all its threads): a stage whose
+    ``done`` marker exists is skipped, its times read from the marker (markers written before CPU time was kept
+    have none)."""
 
     config: PipelineConfig
     timings: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
     @contextlib.contextmanager
@@ -152,18 +157,23 @@ class _Stages:
         """Yields True when ``folder/done`` exists (skip the body), else times the body and writes the marker."""
         marker = folder / "done"
         if marker.exists():
-            self.timings[title] = json.loads(marker.read_text()).get("seconds", 0.0)
+            recorded = json.loads(marker.read_text())
+            self.timings[title] = recorded.get("seconds", 0.0)
+            if "cpu_seconds" in recorded:
+                self.cpu_seconds[title] = recorded["cpu_seconds"]
             self.skipped.append(title)
             _say(self.config, f"{title}: done already, skipped")
             yield True
             return
         _say(self.config, f"{title} ...")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         yield False
         seconds = self.timings[title] = time.perf_counter() - start
+        cpu = self.cpu_seconds[title] = time.process_time() - cpu_start
         folder.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}))
-        _say(self.config, f"{title}: {seconds:.1f} s")
+        marker.write_text(json.dumps({"seconds": seconds, "cpu_seconds": cpu,
+                                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+        _say(self.config, f"{title}: {seconds:.1f} s ({cpu:.1f} CPU s)")
 
 
 def _base_policy(config: PipelineConfig, run: Path, stages: _Stages) -> str:

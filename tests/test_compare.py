@@ -81,3 +81,12 @@ def test_the_benchmark_command_reports_from_the_same_runs(compared, tmp_path):
     for finding in ("(a)", "(b)", "(c)", "(d)", "(e)"):
         assert finding in page
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_the_pipelines_rounds_are_not_a_comparison_setting(capsys):
+    from swirl_agents.pipeline.compare import CompareConfig
+
+    assert CompareConfig().for_seed(0).rounds == 1  # every arm trains once; a second round is the round_2 arm
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    assert "--rounds" not in capsys.readouterr().out

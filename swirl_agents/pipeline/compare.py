@@ -65,8 +65,10 @@ class CompareConfig:
     """Arms to run (see ``swirl_agents.pipeline.compare``); cross-task arms need envs of both tasks."""
     cross_task_tools: bool = True
     """Give every env both tools (search and calculator) so that a policy trained on one task can act in the other."""
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig, metadata={"flatten": True, "hide": ("seed",)})
-    """Everything else, as in ``swirl pipeline`` (base policy, sampling, judge, trainers, evaluation)."""
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig,
+                                     metadata={"flatten": True, "hide": ("seed", "rounds")})
+    """Everything else, as in ``swirl pipeline`` (base policy, sampling, judge, trainers, evaluation); its ``rounds``
+    is not a setting here (every arm trains once from the base policy; the ``round_2`` arm is the second round)."""
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in ARMS]
@@ -82,7 +84,7 @@ class CompareConfig:
         if self.cross_task_tools:
             env_kwargs = {e: {**cross_task_kwargs(e), **env_kwargs.get(e, {})} for e in self.pipeline.envs}
         return dataclasses.replace(self.pipeline, seed=seed, run_dir=str(Path(self.run_dir) / f"seed_{seed}"),
-                                   env_kwargs=env_kwargs)
+                                   env_kwargs=env_kwargs, rounds=1)
 
 
 def cross_task_kwargs(env_id: str) -> dict[str, Any]:

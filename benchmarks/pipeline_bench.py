@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -125,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(runs)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"command": command, "note": args.note, "machine": info, "cost": cost, "versions": versions(), "summary": summary,
+    record = {"command": command, "note": args.note, "machine": info, "cost": cost, "versions": versions(),
+              "summary": summary,
               "runs": [{k: r.get(k, {}) for k in ("config", "evals", "rounds", "timings", "cpu_seconds")} for r in runs]}
     out.with_suffix(".json").write_text(json.dumps(record, indent=2))
     page = markdown(summary, runs, record) + (f"\nNote: {args.note}\n" if args.note else "")

@@ -17,7 +17,6 @@ import copy
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from swirl_env import context as ctx
 from swirl_agents.agents.base import StepOutput

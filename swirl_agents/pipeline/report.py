@@ -322,7 +322,8 @@ def write_report(run_dir: str | Path, metrics: Mapping[str, Any]) -> str:
         *_faults(evals), "",
         "![evaluation](eval.png)", "", "![training](training.png)", "",
     ]
-    lines += _rounds_section(metrics.get("rounds", [])) + _timings_section(metrics.get("timings", {}), metrics.get("cpu_seconds"))
+    lines += _rounds_section(metrics.get("rounds", []))
+    lines += _timings_section(metrics.get("timings", {}), metrics.get("cpu_seconds"))
     lines += ["", f"Versions: `{json.dumps(metrics.get('versions', {}))}`", "",
               f"Config: `{json.dumps(config)}`", ""]
     (run / "report.md").write_text("\n".join(lines), encoding="utf-8")

@@ -73,7 +73,8 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
         >>> cfg = PipelineConfig(run_dir=tempfile.mkdtemp(), envs=("SwirlSynthMath-v0",), warm_start_questions=8,
         ...                      recipe=RecipeConfig(vocab_size=400, n_embd=48, copy_heads=1), train_questions=2,
         ...                      sft=TrainConfig(objective="sft", max_steps=2), samples_per_question=1,
-        ...                      swirl=TrainConfig(max_steps=1), eval_questions=2, max_new_tokens=8, progress=False)
+        ...                      swirl=TrainConfig(max_steps=1), eval_questions=2, max_new_tokens=8, rounds=1,
+        ...                      progress=False)
         >>> result = run_pipeline(cfg)  # doctest: +SKIP
         >>> list(result.evals)  # doctest: +SKIP
         ['base', 'round_1']

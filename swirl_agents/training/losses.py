@@ -12,7 +12,6 @@ so the per-token tensors built for ``input_ids`` (B, T) are shifted by one (``x[
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from swirl_agents.training.config import BASELINES, KL_ESTIMATORS, NORMALIZATIONS
 

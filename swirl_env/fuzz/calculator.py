@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import mpmath
 
-from swirl_env.fuzz.core import FAILURES, Outcome
+from swirl_env.fuzz.core import Outcome
 from swirl_env.tools.base import ToolError
 
 ZERO_IDENTITIES = (

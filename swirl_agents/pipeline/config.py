@@ -98,8 +98,9 @@ MODEL_DEFAULTS: dict[str, Any] = dict(
     rounds=1, warm_start_questions=60, train_questions=32, samples_per_question=4, temperature=0.7, eval_questions=40,
     batch_size=16, max_new_tokens=64, threads=0,
 )
-"""``swirl pipeline --model`` sized for about 45 minutes per seed on 2 quiet CPU cores (measured over 3 seeds: 52 to 63
-minutes on one torch thread while the other core ran another job; ``benchmarks/results/real_model.md``): short contexts (two passages of at most
+"""``swirl pipeline --model`` sized for about 45 minutes per seed on 2 quiet CPU cores (measured: 42 minutes with both
+cores, seed 3, the last few minutes beside a test run; 52 to 63 minutes on one torch thread while the other core ran
+another job, seeds 0-2 of ``benchmarks/results/real_model.md``): short contexts (two passages of at most
 1,200 characters per search, four QA steps, six maths steps), 60 warm-start questions per env (HotpotQA's train file
 here has 100), one SWiRL round of 32 questions x 4 samples per env, 40 held-out questions per env, steps of at most 64 tokens."""
 

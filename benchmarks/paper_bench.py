@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(RESULTS / "paper"), help="results path without extension")
-    p.add_argument("--work-dir", default=str(RESULTS / "tmp" / "paper"), help="where the runs go (resumable)")
+    p.add_argument("--work-dir", help="where the runs go (resumable); default: results/tmp/<name of --out>")
     args, rest = p.parse_known_args(argv)
+    args.work_dir = args.work_dir or str(RESULTS / "tmp" / Path(args.out).name)
     compare_argv = ["compare", "--run-dir", args.work_dir, *rest]
     ns = build_parser("compare", compare_argv).parse_args(compare_argv)
     config = from_namespace(ns.config_cls, ns)

@@ -17,7 +17,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, machine, measured  # noqa: E402
 
 from swirl_agents.pipeline import PipelineConfig, run_pipeline  # noqa: E402
+from swirl_agents.pipeline.stages import in_processes  # noqa: E402
 from swirl_agents.runinfo import versions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one full pipeline run per seed")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run at once, each in its own process (2 with "
+                                                       "--threads 1 on a 2-core machine)")
     p.add_argument("--work-dir", default=str(RESULTS / "tmp" / "pipeline"), help="where the runs go (resumable)")
     p.add_argument("--out", default=str(RESULTS / "pipeline"), help="results path without extension")
     p.add_argument("--note", default="", help="a line for the results page, e.g. the whole run's wall and CPU time "
@@ -111,15 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     if "--note" in given:  # the note describes the run; it is not part of the command that reproduces it
         del given[given.index("--note"):given.index("--note") + 2]
     command = " ".join(["python benchmarks/pipeline_bench.py", *given])
-    info, runs = machine(), []
+    info = machine()
+    configs = [PipelineConfig(run_dir=str(Path(args.work_dir) / f"seed_{seed}"), seed=seed, threads=args.threads)
+               for seed in args.seeds]
     with measured() as cost:
-        for seed in args.seeds:
-            config = PipelineConfig(run_dir=str(Path(args.work_dir) / f"seed_{seed}"), seed=seed, threads=args.threads)
-            start = time.perf_counter()
-            result = run_pipeline(config)
-            metrics = json.loads((result.run_dir / "metrics.json").read_text())
-            print(f"seed {seed}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-            runs.append(metrics)
+        results = in_processes(run_pipeline, configs, args.jobs)
+    runs = [json.loads((result.run_dir / "metrics.json").read_text()) for result in results]
     summary = summarize(runs)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ TINY = ["--envs", "SwirlSynthQA-v0", "SwirlSynthMath-v0", "--warm-start-question
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
     run = tmp_path_factory.mktemp("compare")
-    assert main(["compare", "--run-dir", str(run), "--seeds", "0", "1", *TINY]) == 0
+    assert main(["compare", "--run-dir", str(run), "--seeds", "0", "1", "--jobs", "2", *TINY]) == 0
     return run, json.loads((run / "results.json").read_text())
 
 
@@ -90,3 +90,23 @@ def test_the_pipelines_rounds_are_not_a_comparison_setting(capsys):
     with pytest.raises(SystemExit):
         main(["compare", "--help"])
     assert "--rounds" not in capsys.readouterr().out
+
+
+def test_an_arm_that_kept_no_data_reuses_the_base_policys_evaluation(compared):
+    """An arm whose strategy keeps nothing trains nothing; its greedy evaluation is the base policy's, not re-run."""
+    run, results = compared
+    empty = 0
+    for seed in (0, 1):
+        same = results["same_policy"].get(str(seed), results["same_policy"].get(seed, {}))
+        for arm in ARMS:
+            info = run / f"seed_{seed}" / "arms" / arm / "data.json"
+            if not info.exists():  # base, and round_2 (its own generation)
+                continue
+            if json.loads(info.read_text())["transitions"]:
+                assert arm not in same and (run / f"seed_{seed}" / "eval" / arm).exists()
+                continue
+            empty += 1
+            assert same[arm] == "base" and not (run / f"seed_{seed}" / "eval" / arm).exists()
+    assert empty, "no arm kept an empty data set here, so reuse was not exercised"
+    report = (run / "report.md").read_text()
+    assert "its greedy evaluation is reused" in report

@@ -137,3 +137,22 @@ def test_real_data_env_runs_end_to_end(tmp_path, env_id, files, split):
     assert ev["episodes"] == config.eval_questions and ev["split"] == split and ev["judge"] == "reference"
     report = (tmp_path / "report.md").read_text()
     assert "| round_1 |" in report and f"{env_id}: {split}" in report
+
+
+def _pid_and_square(n: int) -> tuple[int, int]:
+    import os
+
+    return os.getpid(), n * n
+
+
+def test_independent_runs_go_to_other_processes_in_order():
+    """``in_processes`` (``swirl compare --jobs``, ``pipeline_bench.py --jobs``) keeps the order of its items."""
+    import os
+
+    from swirl_agents.pipeline.stages import in_processes
+
+    here = in_processes(_pid_and_square, [1, 2, 3], 1)
+    assert here == [(os.getpid(), 1), (os.getpid(), 4), (os.getpid(), 9)]
+    there = in_processes(_pid_and_square, [1, 2, 3], 2)
+    assert [sq for _, sq in there] == [1, 4, 9]
+    assert os.getpid() not in {pid for pid, _ in there} and len({pid for pid, _ in there}) <= 2

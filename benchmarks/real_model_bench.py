@@ -25,7 +25,7 @@ from machine import describe, machine, measured  # noqa: E402
 
 from swirl_agents.cli import build_parser  # noqa: E402
 from swirl_agents.configs import from_namespace  # noqa: E402
-from swirl_agents.pipeline.stages import run_pipeline  # noqa: E402
+from swirl_agents.pipeline.stages import in_processes, run_pipeline  # noqa: E402
 from swirl_agents.runinfo import versions  # noqa: E402
 from swirl_agents.zoo import model_note  # noqa: E402
 
@@ -126,16 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--out", default=str(RESULTS / "real_model"), help="results path without extension")
     p.add_argument("--work-dir", default=str(RESULTS / "tmp" / "real_model"), help="where the runs go (resumable)")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run at once, each in its own process (2 with "
+                                                       "--threads 1 on a 2-core machine)")
     args, rest = p.parse_known_args(argv)
-    info, runs = machine(), []
+    configs = []
+    for seed in args.seeds:
+        pipeline_argv = ["pipeline", "--model", args.model, "--seed", str(seed),
+                         "--run-dir", str(Path(args.work_dir) / f"seed_{seed}"), *rest]
+        ns = build_parser("pipeline", pipeline_argv).parse_args(pipeline_argv)
+        configs.append(from_namespace(ns.config_cls, ns))
+    info = machine()
     with measured() as cost:
-        for seed in args.seeds:
-            pipeline_argv = ["pipeline", "--model", args.model, "--seed", str(seed),
-                             "--run-dir", str(Path(args.work_dir) / f"seed_{seed}"), *rest]
-            ns = build_parser("pipeline", pipeline_argv).parse_args(pipeline_argv)
-            result = run_pipeline(from_namespace(ns.config_cls, ns))
-            runs.append({**json.loads((result.run_dir / "metrics.json").read_text()),
-                         "judged_steps": judged_steps(result.run_dir / "round_1")})
+        results = in_processes(run_pipeline, configs, args.jobs)
+    runs = [{**json.loads((result.run_dir / "metrics.json").read_text()),
+             "judged_steps": judged_steps(result.run_dir / "round_1")} for result in results]
     record = {"command": "python benchmarks/real_model_bench.py " + " ".join(argv), "machine": info, "cost": cost,
               "versions": versions(), "config": runs[0]["config"], "summary": summarize(runs),
               "runs": [{k: r[k] for k in ("config", "evals", "rounds", "timings", "judged_steps")} for r in runs]}

@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(RESULTS / "paper"), help="results path without extension")
     p.add_argument("--work-dir", help="where the runs go (resumable); default: results/tmp/<name of --out>")
+    p.add_argument("--note", default="", help="a line for the results page, e.g. the whole run's wall and CPU time "
+                                               "when this invocation only resumed it (not part of the command)")
     args, rest = p.parse_known_args(argv)
+    if "--note" in argv:  # the note describes the run; it is not part of the command that reproduces it
+        del argv[argv.index("--note"):argv.index("--note") + 2]
     args.work_dir = args.work_dir or str(RESULTS / "tmp" / Path(args.out).name)
     compare_argv = ["compare", "--run-dir", args.work_dir, *rest]
     ns = build_parser("compare", compare_argv).parse_args(compare_argv)
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/paper_bench.py " + " ".join(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"command": command, "machine": info, "cost": cost, "versions": versions(), **results}
+    record = {"command": command, "machine": info, "cost": cost, "note": args.note, "versions": versions(), **results}
     out.with_suffix(".json").write_text(json.dumps(record, indent=2))
     plot(results, out.with_suffix(".png"))
     model = config.pipeline.model or "the tiny recipe (a 2-layer GPT-2 made locally)"
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Command: `{command}`", "", f"Model: {model}" + (f" ({note})" if note else "") + ".",
             f"Machine: {describe(cost, info)} (this invocation: a finished stage is not re-run); each seed's stages "
             f"took {seed_seconds} s of wall time.", "", f"![accuracy per arm]({out.with_suffix('.png').name})", "",
-            markdown(results)]
+            *([f"Note: {args.note}", ""] if args.note else []), markdown(results)]
     out.with_suffix(".md").write_text("\n".join(page))
     print("\n".join(page))
     return 0

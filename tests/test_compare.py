@@ -73,9 +73,11 @@ def test_the_benchmark_command_reports_from_the_same_runs(compared, tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "paper"
-    assert bench.main(["--out", str(out), "--work-dir", str(run), "--seeds", "0", "1", *TINY]) == 0
+    argv = ["--out", str(out), "--work-dir", str(run), "--seeds", "0", "1", "--note", "resumed here", *TINY]
+    assert bench.main(argv) == 0
     record = json.loads(out.with_suffix(".json").read_text())
-    assert record["command"].startswith("python benchmarks/paper_bench.py --out")
+    assert record["command"].startswith("python benchmarks/paper_bench.py --out") and "--note" not in record["command"]
+    assert record["note"] == "resumed here" and "Note: resumed here" in out.with_suffix(".md").read_text()
     assert record["table"] == results["table"]
     page = out.with_suffix(".md").read_text()
     for finding in ("(a)", "(b)", "(c)", "(d)", "(e)"):

@@ -156,3 +156,20 @@ def test_independent_runs_go_to_other_processes_in_order():
     there = in_processes(_pid_and_square, [1, 2, 3], 2)
     assert [sq for _, sq in there] == [1, 4, 9]
     assert os.getpid() not in {pid for pid, _ in there} and len({pid for pid, _ in there}) <= 2
+
+
+def test_a_run_folder_resumes_whichever_way_its_path_is_spelt(tmp_path, monkeypatch):
+    """A folder started as ``runs/x`` resumes when named by its absolute path (or after a move); other settings differ
+    and it is refused, naming the setting."""
+    import json
+
+    from swirl_agents.configs import to_dict
+    from swirl_agents.pipeline.stages import check_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(to_dict(PipelineConfig(run_dir="runs/x"))))
+    check_run_dir(run, PipelineConfig(run_dir=str(run)))
+    with pytest.raises(ValueError, match="train_questions"):
+        check_run_dir(run, PipelineConfig(run_dir=str(run), train_questions=7))

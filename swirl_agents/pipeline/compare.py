@@ -340,8 +340,10 @@ def findings(table: dict, envs: list[str], runs: dict) -> list[str]:
         if p and o:
             diffs = [a - b for a, b in zip(p["accuracy"]["per_seed"], o["accuracy"]["per_seed"])]
             held = sum(d >= 0 for d in diffs)
+            told = ("equal on every seed: nothing here tells them apart" if all(d == 0 for d in diffs)
+                    else f"process ≥ outcome on {held}/{n} seeds: {held_on(held, n)}")
             lines.append(f"{env} process {p['accuracy']['mean_std'][0]:.3f} vs outcome {o['accuracy']['mean_std'][0]:.3f} "
-                         f"(process ≥ outcome on {held}/{n} seeds: {held_on(held, n)})")
+                         f"({told})")
     wrong = [r["kept"].get("process", {}).get("wrong_answer_episodes") for r in runs.values()]
     if "swirl_process_wrong" in table and all(w == 0 for w in wrong):
         wrong_line = ("process-filtered episodes with wrong answers cannot be tested here: the judge called every wrong "

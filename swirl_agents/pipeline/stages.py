@@ -42,8 +42,9 @@ from swirl_agents.jsonl import folder_lock
 from swirl_agents.pipeline.config import PipelineConfig, env_kwargs_for
 from swirl_agents.runinfo import versions
 
-IGNORED_ON_RESUME = ("progress", "threads")
-"""Settings that do not change results: a run folder is resumed whatever they are."""
+IGNORED_ON_RESUME = ("progress", "threads", "run_dir")
+"""Settings that do not change results: a run folder is resumed whatever they are (``run_dir`` too: the folder is the
+one being resumed, however its path is spelt, relative or absolute, or wherever it was moved)."""
 
 
 @dataclass

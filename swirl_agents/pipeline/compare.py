@@ -99,11 +99,11 @@ def cross_task_kwargs(env_id: str) -> dict[str, Any]:
 
 def run_comparison(config: CompareConfig) -> dict[str, Any]:
     """Run (or resume) every arm for every seed; write ``results.json`` and ``report.md``; return the results."""
-    root = Path(config.run_dir)
     import functools
 
     from swirl_agents.pipeline.stages import in_processes
 
+    root = Path(config.run_dir)
     seeds = list(config.seeds)
     runs = dict(zip(seeds, in_processes(functools.partial(_seed_job, config), seeds, config.jobs)))
     results = summarize(runs, config)

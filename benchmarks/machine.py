@@ -46,6 +46,20 @@ def describe(record: dict[str, Any], info: dict[str, Any]) -> str:
             f"CPU; 1-minute load average {record['load_start']} at the start, {record['load_end']} at the end")
 
 
+def reproducing_command(script: str, argv: list[str]) -> str:
+    """The command line that reproduces a benchmark's figures: its arguments without ``--note TEXT``, which describes
+    the run rather than shaping it.
+
+    Example:
+        >>> reproducing_command("paper_bench.py", ["--seeds", "0", "--note", "resumed", "--jobs", "2"])
+        'python benchmarks/paper_bench.py --seeds 0 --jobs 2'
+    """
+    args = list(argv)
+    if "--note" in args:
+        del args[args.index("--note"):args.index("--note") + 2]
+    return " ".join(["python", f"benchmarks/{script}", *args])
+
+
 RESULT_ENV = "SWIRL_BENCH_RESULT"
 """Where a process started by :func:`run_isolated` writes its result (:func:`report`)."""
 

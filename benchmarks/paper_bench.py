@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe, machine, measured  # noqa: E402
+from machine import describe, machine, measured, reproducing_command  # noqa: E402
 
 from swirl_agents.cli import build_parser  # noqa: E402
 from swirl_agents.configs import from_namespace  # noqa: E402
@@ -63,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", default="", help="a line for the results page, e.g. the whole run's wall and CPU time "
                                                "when this invocation only resumed it (not part of the command)")
     args, rest = p.parse_known_args(argv)
-    if "--note" in argv:  # the note describes the run; it is not part of the command that reproduces it
-        del argv[argv.index("--note"):argv.index("--note") + 2]
     args.work_dir = args.work_dir or str(RESULTS / "tmp" / Path(args.out).name)
     compare_argv = ["compare", "--run-dir", args.work_dir, *rest]
     ns = build_parser("compare", compare_argv).parse_args(compare_argv)
@@ -72,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     with measured() as cost:
         results = run_comparison(config)
-    command = "python benchmarks/paper_bench.py " + " ".join(argv)
+    command = reproducing_command("paper_bench.py", argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"command": command, "machine": info, "cost": cost, "note": args.note, "versions": versions(), **results}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe, machine, measured  # noqa: E402
+from machine import describe, machine, measured, reproducing_command  # noqa: E402
 
 from swirl_agents.pipeline import PipelineConfig, run_pipeline  # noqa: E402
 from swirl_agents.pipeline.stages import in_processes  # noqa: E402
@@ -109,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", default="", help="a line for the results page, e.g. the whole run's wall and CPU time "
                                                "when this invocation only resumed it")
     args = p.parse_args(argv)
-    given = list(sys.argv[1:] if argv is None else argv)
-    if "--note" in given:  # the note describes the run; it is not part of the command that reproduces it
-        del given[given.index("--note"):given.index("--note") + 2]
-    command = " ".join(["python benchmarks/pipeline_bench.py", *given])
+    command = reproducing_command("pipeline_bench.py", list(sys.argv[1:] if argv is None else argv))
     info = machine()
     configs = [PipelineConfig(run_dir=str(Path(args.work_dir) / f"seed_{seed}"), seed=seed, threads=args.threads)
                for seed in args.seeds]
